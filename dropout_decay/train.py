@@ -1,0 +1,148 @@
+"""Train one grid point: a fresh model through one or more stages, with a dropout schedule.
+
+A screen or confirm point is one stage (the first `--token-limits` training tokens for
+`--steps`); a stream point is several stages over growing caps (`--stage-steps` each). One
+code path serves both, so a stream of one stage *is* a static run.
+
+Optimiser: AdamW with linear warmup then cosine decay to `min_lr_ratio`, gradient clipping.
+Not nanochat's Muon: Muon orthogonalises updates with Newton-Schulz iterations meant for bf16,
+which on MPS is slower or crashes (nanochat #685, #741), and it brings its own learning-rate
+scaling; AdamW is the optimiser dropout results are usually reported with, so the dropout effect
+is easier to compare. Weight decay defaults to 0 so dropout is the only regulariser.
+
+Seeds: `torch.manual_seed(seed)` fixes the init and the dropout masks; the batch order comes
+from a numpy generator of the same seed. Evaluation batches do not depend on the seed.
+The hot loop never syncs with the device except every `log_every` steps, where the mean
+training loss is read and a non-finite value stops the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from .batches import WindowSampler, fixed_batches
+from .cache import TokenCache
+from .model import GPT, ModelSpec
+from .schedules import Schedule
+
+Trace = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32  # x seq_len = 8,192 tokens a step: 2,000 steps on 5M tokens is 3.3 epochs
+    seq_len: int = 256
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_batches: int = 64
+    eval_every: int = 500  # intermediate evaluations; every stage also ends with one
+    log_every: int = 50
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Stage:
+    cap: int  # the stage samples from the first `cap` training tokens
+    steps: int
+
+
+class TrainingDiverged(Exception):
+    """The loss went NaN or infinite; the message says where."""
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = min(cfg.warmup_steps, max(total // 10, 1))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(total - warm - 1, 1)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+@torch.no_grad()
+def evaluate(model: GPT, batches: list[torch.Tensor]) -> float:
+    """Mean loss with dropout off over fixed batches (one device sync)."""
+    was_training = model.training
+    model.eval()
+    total = sum(model(b[:, :-1], b[:, 1:]) for b in batches)
+    model.train(was_training)
+    return float(total / len(batches))
+
+
+def _finite(value: float, what: str, step: int) -> float:
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"non-finite {what} ({value}) at step {step}")
+    return value
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
+                             weight_decay=cfg.weight_decay, fused=device in ("cuda", "mps", "cpu"))
+
+
+def train(
+    spec: ModelSpec,
+    schedule: Schedule,
+    stages: list[Stage],
+    cache: TokenCache,
+    cfg: TrainConfig,
+    seed: int,
+    device: str = "cpu",
+    trace: Trace | None = None,
+) -> list[dict]:
+    """Train from fresh init through `stages`; return one metrics row per stage."""
+    trace = trace or (lambda row: None)
+    pools = [cache.train_pool(s.cap) for s in stages]  # refuses caps beyond the data up front
+    total = sum(s.steps for s in stages)
+    schedule = schedule.with_stages(len(stages))
+    val_batches = [b.to(device) for b in fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+
+    torch.manual_seed(seed)
+    model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len).to(device)
+    model.train()
+    opt = make_optimizer(model, cfg, device)
+    sampler = WindowSampler(pools[-1], cfg.batch_size, cfg.seq_len, seed)
+
+    rows, step = [], 0
+    for stage_index, (stage, pool) in enumerate(zip(stages, pools)):
+        train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+        loss_sum, n_summed = torch.zeros((), device=device), 0
+        for i in range(stage.steps):
+            p = schedule.rate(step / max(total - 1, 1))
+            lr = lr_at(step, total, cfg)
+            model.set_dropout(p)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = sampler.sample(stage.cap).to(device, non_blocking=True)
+            loss = model(batch[:, :-1], batch[:, 1:])
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+            n_summed += 1
+            step += 1
+            last = i == stage.steps - 1
+            if step % cfg.log_every == 0 or last:
+                mean = _finite(float(loss_sum) / n_summed, "training loss", step)
+                trace({"kind": "train", "step": step, "stage": stage_index, "lr": lr, "dropout": p, "loss": mean})
+                loss_sum.zero_()
+                n_summed = 0
+            if last or (cfg.eval_every and step % cfg.eval_every == 0):
+                train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
+                val_loss = _finite(evaluate(model, val_batches), "validation loss", step)
+                row = {"kind": "eval", "step": step, "stage": stage_index, "cap": stage.cap, "dropout": p,
+                       "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss}
+                trace(row)
+                if last:
+                    rows.append({k: v for k, v in row.items() if k != "kind"})
+    return rows
