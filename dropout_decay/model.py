@@ -66,6 +66,10 @@ class ModelSpec:
     def __str__(self) -> str:
         return f"{self.alias}={self.shape}" if self.alias else self.shape
 
+    def n_params(self, vocab_size: int) -> int:
+        """Embedding + head (2VW) and per block q,k,v,proj (4W^2) plus the 4x MLP (8W^2)."""
+        return 2 * vocab_size * self.width + 12 * self.depth * self.width**2
+
 
 SPEC = re.compile(r"(?:(?P<alias>[A-Za-z_][\w.-]*)=)?(?P<d>\d+)x(?P<h>\d+)x(?P<w>\d+)")
 

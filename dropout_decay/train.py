@@ -134,13 +134,13 @@ def train(
             last = i == stage.steps - 1
             if step % cfg.log_every == 0 or last:
                 mean = _finite(float(loss_sum) / n_summed, "training loss", step)
-                trace({"kind": "train", "step": step, "stage": stage_index, "lr": lr, "dropout": p, "loss": mean})
+                trace({"kind": "train", "step": step, "stage": stage_index, "lr": lr, "dropout_in_force": p, "loss": mean})
                 loss_sum.zero_()
                 n_summed = 0
             if last or (cfg.eval_every and step % cfg.eval_every == 0):
                 train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
                 val_loss = _finite(evaluate(model, val_batches), "validation loss", step)
-                row = {"kind": "eval", "step": step, "stage": stage_index, "cap": stage.cap, "dropout": p,
+                row = {"kind": "eval", "step": step, "stage": stage_index, "cap": stage.cap, "dropout_in_force": p,
                        "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss}
                 trace(row)
                 if last:

@@ -45,6 +45,11 @@ def test_causal_future_tokens_do_not_change_past_logits():
     assert not torch.allclose(a[0, 10:], b[0, 10:])
 
 
+def test_parameter_count_formula():
+    spec = parse_model_spec("3x4x48")
+    assert sum(p.numel() for p in GPT(spec, 100, 8).parameters()) == spec.n_params(100)
+
+
 def test_no_biases_untied_head_and_zero_output_projections():
     model = tiny()
     assert all("bias" not in n for n, _ in model.named_parameters())

@@ -50,8 +50,8 @@ def test_stream_honours_stage_boundaries_caps_and_schedule(cache, monkeypatch):
     assert limits == [2000] * 20 + [4000] * 20 + [8000] * 20
     assert [(r["stage"], r["step"], r["cap"]) for r in rows] == [(0, 20, 2000), (1, 40, 4000), (2, 60, 8000)]
     train_rows = [r for r in trace if r["kind"] == "train"]
-    assert train_rows[0]["dropout"] == pytest.approx(0.30 - 0.20 * 9 / 59)  # progress runs over the whole stream
-    assert rows[-1]["dropout"] == pytest.approx(0.10)
+    assert train_rows[0]["dropout_in_force"] == pytest.approx(0.30 - 0.20 * 9 / 59)  # progress runs over the whole stream
+    assert rows[-1]["dropout_in_force"] == pytest.approx(0.10)
     assert [r["stage"] for r in trace if r["kind"] == "eval"] == [0, 1, 2]
 
 
