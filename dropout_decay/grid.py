@@ -1,0 +1,102 @@
+"""A stage's grid, the sampler that walks it, and where each grid point stands.
+
+Grid points are identified by GridSampler's `grid_id` (its order is fixed by the grid seed,
+which the study stores), so every worker agrees on them, even for trials still RUNNING that
+have suggested no parameter yet. Finished results are keyed on params.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import optuna
+from optuna.samplers import GridSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from .model import parse_model_spec
+from .schedules import parse_decays, static
+from .settings import Settings
+
+AXES = {"screen": ("model", "seed", "dropout", "tokens"), "stream": ("model", "seed", "arm")}
+
+
+def search_space(s: Settings) -> dict[str, list]:
+    labels = [parse_model_spec(m).label for m in s.models]
+    if s.stage == "stream":
+        arms = [static(p).name for p in s.dropout_rates] + [d.name for d in parse_decays(s.decays)]
+        return {"model": labels, "seed": list(s.seeds), "arm": arms}
+    return {"model": labels, "seed": list(s.seeds), "dropout": list(s.dropout_rates), "tokens": list(s.token_limits)}
+
+
+class FastGridSampler(GridSampler):
+    """GridSampler whose bookkeeping is O(n) a trial instead of O(n x grid).
+
+    Stock GridSampler re-compares every stored trial's search space with its own, value by
+    value, before and after each trial. The trials' stored dicts are the same objects from
+    one call to the next (Optuna caches finished trials), so the verdict is cached by identity.
+    """
+
+    def __init__(self, search_space, seed=None):
+        super().__init__(search_space, seed)
+        self._verdicts: dict[int, tuple[object, bool]] = {}
+
+    def _same_search_space(self, search_space) -> bool:
+        hit = self._verdicts.get(id(search_space))
+        if hit is not None and hit[0] is search_space:
+            return hit[1]
+        verdict = super()._same_search_space(search_space)
+        self._verdicts[id(search_space)] = (search_space, verdict)
+        return verdict
+
+    def point(self, grid_id: int) -> dict:
+        return dict(zip(self._param_names, self._all_grids[grid_id]))
+
+    @property
+    def size(self) -> int:
+        return len(self._all_grids)
+
+
+@dataclass(frozen=True)
+class GridStatus:
+    size: int
+    complete: int  # points with a COMPLETE trial
+    failed: int  # points whose latest trial failed and nothing is queued or running for them
+    running: int
+    waiting: int
+    left: int  # points no trial has touched yet
+    durations: tuple[float, ...]  # seconds of the COMPLETE trials
+
+    @property
+    def done(self) -> bool:
+        return self.running == 0 and self.waiting == 0 and self.left == 0
+
+
+def trials_by_point(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
+    out: dict[int, list[FrozenTrial]] = {}
+    for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+        gid = t.system_attrs.get("grid_id")
+        if gid is not None:
+            out.setdefault(gid, []).append(t)
+    return out
+
+
+def grid_status(study: optuna.Study, size: int) -> GridStatus:
+    by_point = trials_by_point(study)
+    counts: Counter = Counter()
+    durations = []
+    for trials in by_point.values():
+        states = {t.state for t in trials}
+        if TrialState.COMPLETE in states:
+            counts["complete"] += 1
+            done = next(t for t in trials if t.state == TrialState.COMPLETE)
+            if done.datetime_start and done.datetime_complete:
+                durations.append((done.datetime_complete - done.datetime_start).total_seconds())
+        elif TrialState.RUNNING in states:
+            counts["running"] += 1
+        elif TrialState.WAITING in states:
+            counts["waiting"] += 1
+        else:
+            counts["failed"] += 1
+    return GridStatus(size, counts["complete"], counts["failed"], counts["running"], counts["waiting"],
+                      size - len(by_point), tuple(durations))

@@ -1,0 +1,36 @@
+"""The seed's entry point: `--mode screen_static|confirm_static|locked_stream` plus its flags.
+
+Every flag has the meaning it has in `python -m dropout_decay.study`; this script only maps
+the mode to a stage, so the user's existing commands keep working.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
+
+from dropout_decay.errors import UsageError  # noqa: E402
+from dropout_decay.study import Parser, add_run_flags, launch  # noqa: E402
+from dropout_decay.settings import add_stage_flags  # noqa: E402
+
+MODES = {"screen_static": "screen", "confirm_static": "confirm", "locked_stream": "stream"}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = Parser(prog="run_experiments.py", description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", required=True, choices=sorted(MODES), help="which stage to run")
+    add_stage_flags(ap)
+    add_run_flags(ap)
+    try:
+        args = ap.parse_args(argv)
+        return launch(MODES[args.mode], args, ["scripts/run_experiments.py", *argv])
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Stage studies end to end: real Optuna studies on real SQLite files, tiny models on CPU."""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from dropout_decay import study as cli
+from dropout_decay.model import GPT
+from dropout_decay.runner import open_storage, sqlite_url
+from dropout_decay.selection import select_curve
+
+from conftest import TEST_VOCAB
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["--batch-size", "4", "--seq-len", "32", "--eval-batches", "2", "--eval-every", "15", "--log-every", "10"]
+
+
+def tiny(cache_dir, out, *extra):
+    return ["--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
+            "--models", "1x2x32", "--seeds", "1", "2", "--dropout-rates", "0", "0.1", "0.3", "--steps", "30",
+            "--output-dir", str(out), *TRAIN, *extra]
+
+
+def load(out):
+    storage = open_storage(sqlite_url(Path(out)))
+    [name] = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def points(study, state=TrialState.COMPLETE):
+    return sorted(tuple(sorted(t.params.items())) for t in study.get_trials(states=(state,)))
+
+
+def test_screen_runs_every_point_once_and_rerun_trains_nothing(cache_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    study = load(out)
+    done = points(study)
+    assert len(done) == 6 == len(set(done)) == len(study.trials)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 6 and all(not m["mps_compliant"] and m["device"] == "cpu" for m in metrics)
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["dropout"]) == [0.0, 0.1, 0.3] and set(summary["n"]) == {2}
+    one = summary.iloc[1]
+    vals = [m["val_loss"] for m in metrics if m["dropout"] == 0.1]
+    assert one["val_loss_mean"] == pytest.approx(sum(vals) / 2)
+    assert one["val_loss_std"] == pytest.approx(abs(vals[0] - vals[1]) / 2**0.5)
+    [sel] = json.loads((out / "model_selection.json").read_text())
+    assert sel["n_seeds"] == 2 and sel["best_val_loss"] == pytest.approx(min(summary["val_loss_mean"]))
+    config = json.loads((out / "config.json").read_text())
+    assert config["compliance"] == {"device": "cpu", "mps_compliant": False,
+                                    "note": "NOT an MPS run: device cpu chosen explicitly"}
+    assert config["grid_size"] == 6 and "Karpathy" in config["attribution"]
+    # learning curves are intermediate values; metrics are user attrs
+    t = study.trials[0]
+    assert sorted(t.intermediate_values) == [15, 30] and t.user_attrs["val_loss"] == t.value
+    trace = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in trace} == {"train", "eval"} and len(trace) == 6 * 5
+    # the same command again resumes the finished study: nothing is retrained
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    assert len(load(out).trials) == 6
+
+
+def mid_grid(db: Path) -> bool:
+    """A COMPLETE trial and a RUNNING one that has registered its worker (plain read-only SQL)."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            states = [s for (s,) in con.execute("SELECT state FROM trials")]
+            workers = con.execute("SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t USING (trial_id) "
+                                  "WHERE a.key = 'worker' AND t.state = 'RUNNING'").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    return "COMPLETE" in states and workers > 0
+
+
+def test_sigkill_mid_grid_then_resume_completes_each_point_once(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    args = tiny(cache_dir, out, "--steps", "300")
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "screen", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not mid_grid(out / "study.db"):
+            assert proc.poll() is None, "the worker ended before it could be killed mid-grid"
+            assert time.time() < deadline, "the worker never got mid-grid"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    assert cli.main(["screen", *args]) == 0
+    study = load(out)
+    done = points(study)
+    assert len(done) == 6 == len(set(done))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == f"worker lost (pid {proc.pid} died)"
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+
+
+def test_ctrl_c_marks_the_point_interrupted_exits_130_and_resumes(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    args = tiny(cache_dir, out, "--steps", "300")
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "screen", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not mid_grid(out / "study.db"):
+        assert proc.poll() is None and time.time() < deadline, "the worker never got mid-grid"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "rerun the same command to resume" in err
+    study = load(out)
+    [failed] = study.get_trials(states=(TrialState.FAIL,))
+    assert failed.user_attrs["fail_reason"] == "interrupted"
+    assert len(json.loads((out / "config.json").read_text())["grid"]["dropout"]) == 3
+    assert (out / "metrics.jsonl").read_text().count("\n") == len(points(study)) >= 1  # flushed
+    assert cli.main(["resume", str(out)]) == 0
+    study = load(out)
+    assert len(points(study)) == 6 == len(set(points(study)))
+    assert [t.user_attrs.get("retry_reason") for t in study.trials if "retry_of" in t.user_attrs] == [
+        "resume after: interrupted"]
+
+
+def test_nan_point_fails_with_reason_and_the_rest_complete(cache_dir, tmp_path, monkeypatch, capsys):
+    set_dropout = GPT.set_dropout
+
+    def poisoned(self, p):
+        set_dropout(self, p)
+        if p == 0.3:
+            self.lm_head.weight.data.fill_(float("nan"))
+
+    monkeypatch.setattr(GPT, "set_dropout", poisoned)
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    study = load(out)
+    assert len(points(study)) == 4
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert sorted(t.params["seed"] for t in failed) == [1, 2] and {t.params["dropout"] for t in failed} == {0.3}
+    assert all(t.user_attrs["fail_reason"] == "diverged: non-finite training loss (nan) at step 10" for t in failed)
+    assert "Traceback" not in capsys.readouterr().err
+    # a deterministic failure is not retried on resume, only on request
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    assert len(load(out).trials) == 6
+    assert cli.main(["status", str(out)]) == 0
+    assert "failed 2" in capsys.readouterr().out
+    assert cli.main(["screen", *tiny(cache_dir, out), "--retry-failed"]) == 0
+    assert len(load(out).trials) == 8
+
+
+def test_export_from_a_copied_storage_is_byte_identical(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(out / "study.db", copy / "study.db")
+    assert cli.main(["export", str(copy)]) == 0
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("study.db"))
+    assert names == ["config.json", "metrics.jsonl", "model_selection.csv", "model_selection.json",
+                     "summary.csv", "summary.json", "trace.jsonl"]
+    for name in names:
+        assert (copy / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def curve(means, stds, seeds=3):
+    rows = []
+    offsets = [-1.0, 0.0, 1.0][:seeds]
+    for p, m, s in zip([0.0, 0.1, 0.2, 0.3, 0.5], means, stds):
+        rows += [{"dropout": p, "seed": i, "val_loss": m + o * s} for i, o in enumerate(offsets)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "means, verdict, candidate",
+    [
+        ([4.0, 3.9, 3.8, 3.9, 4.1], "interior nonzero optimum at p=0.2", True),
+        ([3.8, 3.9, 4.0, 4.1, 4.2], "optimum at p=0", False),
+        ([4.2, 4.1, 4.0, 3.9, 3.8], "optimum at the largest rate", False),
+        ([4.000, 3.995, 3.990, 3.995, 4.000], "within seed noise", False),
+    ],
+)
+def test_model_selection_verdicts(means, verdict, candidate):
+    sel = select_curve(curve(means, [0.02] * 5), delta=0.01)
+    assert sel["verdict"].startswith(verdict) or verdict in sel["verdict"]
+    assert sel["candidate"] is candidate
+    assert sel["best_val_loss"] == pytest.approx(min(means))
+    assert sel["seed_std"] == pytest.approx(0.02)
+
+
+def test_model_selection_numbers_on_an_interior_curve():
+    sel = select_curve(curve([4.0, 3.9, 3.8, 3.805, 4.1], [0.01] * 5), delta=0.01)
+    assert sel["best_p"] == 0.2 and sel["interior"] and sel["nonzero"]
+    assert sel["plateau"] == [0.2, 0.3] and (sel["plateau_low"], sel["plateau_high"]) == (0.2, 0.3)
+    assert sel["dip_depth"] == pytest.approx(0.2) and sel["dip_over_std"] == pytest.approx(20.0)
+    q = sel["quadratic_fit"]
+    assert q["points"] == [0.1, 0.2, 0.3] and q["a"] > 0 and 0.2 < q["vertex_p"] < 0.3
+    one_seed = select_curve(curve([4.0, 3.9, 3.8, 3.9, 4.1], [0.0] * 5, seeds=1), delta=0.01)
+    assert one_seed["seed_std"] is None and one_seed["deeper_than_noise"] is None and one_seed["candidate"]
+
+
+def run_experiments():
+    spec = importlib.util.spec_from_file_location("run_experiments", ROOT / "scripts" / "run_experiments.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+SEED_FLAGS = ["--use-cached-data", "--cache-dir", ".cache/dropout_decay"]
+RATES = ["--dropout-rates", "0.0", "0.02", "0.05", "0.08", "0.10", "0.14", "0.20", "0.30", "0.50"]
+
+
+def test_seed_commands_run_verbatim_with_cpu_and_tiny_sizes(cache_dir, tmp_path):
+    main = run_experiments()
+    small = ["--device", "cpu", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB), *TRAIN]
+    screen = ["--mode", "screen_static", *SEED_FLAGS, "--models", "8x8x256", "12x8x384", "16x8x384",
+              "--seeds", "1", "2", "--token-limits", "5000000", *RATES, "--steps", "2000", "--eval-batches", "64"]
+    assert main([*screen, *small, "--models", "1x2x32", "--token-limits", "5000", "--steps", "6",
+                 "--dropout-rates", "0", "0.1", "0.3", "--output-dir", str(tmp_path / "s")]) == 0
+    confirm = ["--mode", "confirm_static", *SEED_FLAGS, "--models", "winner=12x8x384", "--seeds", "1", "2", "3",
+               "--token-limits", "5000000", *RATES, "--steps", "2000", "--eval-batches", "64"]
+    assert main([*confirm, *small, "--models", "winner=1x2x32", "--token-limits", "5000", "--steps", "4",
+                 "--output-dir", str(tmp_path / "c")]) == 0
+    stream = ["--mode", "locked_stream", *SEED_FLAGS, "--models", "winner=12x8x384", "--seeds", "1", "2", "3",
+              "--stream-token-caps", "5000000", "10000000", "20000000", "40000000",
+              "--dropout-rates", "0.0", "0.10", "0.14", "0.20",
+              "--decays", "decay_030_to_014:0.30:0.14:cosine", "decay_020_to_010:0.20:0.10:cosine",
+              "--stage-steps", "1000", "--eval-batches", "64"]
+    assert main([*stream, *small, "--models", "winner=1x2x32", "--stream-token-caps", "2000", "4000",
+                 "--stage-steps", "3", "--output-dir", str(tmp_path / "t")]) == 0
+    confirm_sel = json.loads((tmp_path / "c" / "model_selection.json").read_text())
+    assert confirm_sel[0]["n_seeds"] == 3 and len(confirm_sel[0]["rates"]) == 9
+    metrics = [json.loads(x) for x in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 3 * 6 * 2  # seeds x arms x stages
+    assert {m["arm"] for m in metrics} == {"static:0", "static:0.1", "static:0.14", "static:0.2",
+                                          "decay_030_to_014", "decay_020_to_010"}
+    decay_end = [m for m in metrics if m["arm"] == "decay_030_to_014" and m["stage"] == 1]
+    assert all(m["dropout_in_force"] == pytest.approx(0.14) and m["cap"] == 4000 for m in decay_end)
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert config["lock"] == {"source": "given by hand", "model": "winner=1x2x32"}
+    assert config["command"].startswith("scripts/run_experiments.py --mode locked_stream")
+
+
+def test_stream_locks_from_a_confirm_run(cache_dir, tmp_path):
+    confirm = tmp_path / "c"
+    (confirm).mkdir()
+    (confirm / "config.json").write_text(json.dumps({"stage": "confirm"}))
+    (confirm / "model_selection.json").write_text(json.dumps([
+        {"model": "winner", "model_shape": "1x2x32", "candidate": True, "best_val_loss": 3.0, "best_p": 0.1,
+         "plateau": [0.1], "verdict": "interior"}]))
+    out = tmp_path / "t"
+    assert cli.main(["stream", "--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir),
+                     "--vocab-size", str(TEST_VOCAB), "--models", "2x2x32", "--lock-from", str(confirm),
+                     "--seeds", "1", "--dropout-rates", "0", "--decays", "d:0.2:0.1:step",
+                     "--stream-token-caps", "2000", "4000", "--stage-steps", "3", "--output-dir", str(out), *TRAIN]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["lock"]["source"] == "confirm run" and config["lock"]["model"] == "winner=1x2x32"
+    assert config["models"][0]["shape"] == "1x2x32"
+
+
+def test_study_file_runs_by_name_with_overrides(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["run", "screen_static", *tiny(cache_dir, out), "--token-limits", "5000"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["steps"] == 30 and config["settings"]["eval_batches"] == 2
+    assert config["command"].endswith(" ".join(["run", "screen_static", *tiny(cache_dir, out), "--token-limits", "5000"]))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["confirm", "--seeds", "1", "2"], "confirm needs exactly 3 seeds, got 2"),
+        (["stream", "--models", "12x8x384"], "stream needs a locked model"),
+        (["screen", "--token-limits", "999999999"], "exceeds the"),
+        (["run", "nonexistent"], "no study file 'nonexistent'"),
+    ],
+)
+def test_refusals_are_one_line_and_create_nothing(cache_dir, tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    code = cli.main([*argv[:1], *tiny(cache_dir, out)[0:0], *argv[1:], "--device", "cpu", "--use-cached-data",
+                     "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB), "--output-dir", str(out)]
+                    if argv[0] != "run" else argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_dry_run_prints_grid_and_estimate(cache_dir, tmp_path, capsys):
+    assert cli.main(["screen", *tiny(cache_dir, tmp_path / "run"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "grid 6 points = 1 model x 2 seed x 3 dropout x 1 tokens" in printed and "total for one worker" in printed
+    assert not (tmp_path / "run").exists()
