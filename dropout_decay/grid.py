@@ -73,12 +73,29 @@ class GridStatus:
 
 
 def trials_by_point(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
+    """Trials per grid point, leaving out PRUNED ones: those are surplus trials that found
+    their point already taken and trained nothing (see `surplus_to`)."""
     out: dict[int, list[FrozenTrial]] = {}
     for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
         gid = t.system_attrs.get("grid_id")
+        if t.state == TrialState.PRUNED:
+            continue
         if gid is not None:
             out.setdefault(gid, []).append(t)
     return out
+
+
+def surplus_to(study: optuna.Study, trial_id: int, number: int) -> FrozenTrial | None:
+    """The trial that already owns this trial's grid point, if any.
+
+    Workers race at the grid's tail: two may draw the last point, or pop two queued retries of
+    one point. The point belongs to its COMPLETE trial, else to the lowest-numbered RUNNING or
+    WAITING one; any other trial is surplus and must not train. The rule needs no lock: every
+    contender sees the same lowest number."""
+    gid = study._storage.get_trial_system_attrs(trial_id).get("grid_id")
+    owners = [t for t in trials_by_point(study).get(gid, []) if t._trial_id != trial_id and (
+        t.state == TrialState.COMPLETE or (t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number < number))]
+    return min(owners, key=lambda t: (t.state != TrialState.COMPLETE, t.number), default=None)
 
 
 def grid_status(study: optuna.Study, size: int) -> GridStatus:

@@ -38,7 +38,7 @@ from . import NANOCHAT_ATTRIBUTION, __version__
 from .cache import TokenCache, log
 from .device import DeviceChoice
 from .errors import UsageError
-from .grid import FastGridSampler, GridStatus, grid_status, search_space, trials_by_point
+from .grid import FastGridSampler, GridStatus, grid_status, search_space, surplus_to, trials_by_point
 from .model import ModelSpec, parse_model_spec
 from .schedules import Schedule, parse_decays, static
 from .settings import Settings
@@ -76,20 +76,33 @@ def _sqlite_wal(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> RDBStorage:
-    """SQLite gets WAL and a generous lock timeout (several local workers); every RDB gets heartbeats."""
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = False) -> RDBStorage:
+    """SQLite gets WAL and a generous lock timeout (several local workers); every RDB gets heartbeats.
+    `must_exist`: refuse a SQLite path that holds no file instead of creating an empty storage."""
     sqlite = url.startswith("sqlite")
+    if sqlite and must_exist and not Path(url.split(":///", 1)[-1]).is_file():
+        raise UsageError(f"no storage file at {url.split(':///', 1)[-1]}")
+    shown = _without_password(url)
+    if url.startswith(("postgresql://", "postgres://")):  # one driver whatever SQLAlchemy's default: psycopg 3
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
     try:
         storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
                              heartbeat_stale_trial_callback=_requeue_stale)
     except Exception as e:  # SQLAlchemy raises many kinds; the user needs one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot open storage {url}: {first}") from None
+        raise UsageError(f"cannot open storage {shown}: {first}") from None
     if sqlite:
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
         storage.engine.dispose()  # connections opened during set-up get the pragmas on reconnect
     return storage
+
+
+def _without_password(url: str) -> str:
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: SQLAlchemy will say so when opening it
+        return url
 
 
 def checkpoint(study: optuna.Study) -> None:
@@ -150,10 +163,12 @@ def open_study(storage: RDBStorage, name: str, config: dict | None = None) -> op
     """Load `name`, or create it from `config`. A name that holds another grid is refused."""
     exists = name in optuna.study.get_all_study_names(storage)
     if not exists and config is None:
+        storage.engine.dispose()
         raise UsageError(f"no study {name!r} in this storage")
     if exists:
         stored = load_config(optuna.load_study(study_name=name, storage=storage))
         if config is not None and stored["fingerprint"] != config["fingerprint"]:
+            storage.engine.dispose()  # leave no SQLite side files behind a refusal
             raise UsageError(f"study {name!r} already holds a different grid or data "
                              f"(fingerprint {stored['fingerprint']} vs {config['fingerprint']}); "
                              "pick another --study-name or --output-dir")
@@ -231,6 +246,10 @@ class PointRunner:
         return [Stage(point["tokens"], s.steps)]
 
     def __call__(self, trial: optuna.Trial) -> float:
+        owner = surplus_to(trial.study, trial._trial_id, trial.number)
+        if owner is not None:
+            trial.set_user_attr("surplus_to", owner.number)
+            raise optuna.TrialPruned(f"its grid point belongs to trial {owner.number}")
         space = search_space(self.settings)
         point = {name: trial.suggest_categorical(name, values) for name, values in space.items()}
         trial.set_user_attr("worker", f"{HOST}:{os.getpid()}")
@@ -287,9 +306,12 @@ def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], poll_s
         reclaim_dead_local(study)
         status = grid_status(study, size)
         if status.left or status.waiting:
-            study.optimize(objective, n_trials=1, gc_after_trial=False)
+            ran: list[FrozenTrial] = []
+            study.optimize(objective, n_trials=1, gc_after_trial=False, callbacks=[lambda _, t: ran.append(t)])
             if getattr(objective, "interrupted", False):
                 raise KeyboardInterrupt
+            if not ran or ran[0].state == TrialState.PRUNED:  # surplus at the tail: someone else has it
+                continue
             mine += 1
             status = grid_status(study, size)
             per_point = (time.perf_counter() - started) / mine

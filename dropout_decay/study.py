@@ -3,6 +3,8 @@
     screen | confirm | stream [FLAGS]   run a stage (rerunning the same command resumes it)
     run NAME [FLAGS]                    run the stage file studies/NAME.toml, flags override it
     resume RUN_DIR                      continue a stopped run
+    worker --storage URL --study NAME   join a study from another process or machine and train
+                                        its unvisited points until the grid is done
     status RUN_DIR                      what is done / running / failed / left, with an ETA
     export RUN_DIR                      rebuild every artefact from the storage alone
     cache [--corpus ...]                build (or check) the token cache only
@@ -21,15 +23,16 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import torch
 
 from .artefacts import export
-from .cache import TokenCache, log, prepare_cache
+from .cache import TokenCache, load_cache, log, prepare_cache
 from .device import select_device
 from .errors import UsageError
 from .model import GPT, parse_model_spec
-from .runner import (PointRunner, build_config, data_identity, describe, find_previous_run, open_storage, open_study,
-                     print_status, requeue_failed, sqlite_url, work, HEARTBEAT_S)
+from .runner import (PointRunner, build_config, data_identity, describe, find_previous_run, load_config, open_storage,
+                     open_study, print_status, requeue_failed, sqlite_url, work, HEARTBEAT_S)
 from .settings import STAGES, Settings, add_stage_flags, load_study_file, settings_from_args
 from .train import TrainConfig, make_optimizer
 
@@ -140,13 +143,13 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{stage}: grid {config['grid_size']} points = " + " x ".join(f"{len(v)} {k}" for k, v in config["grid"].items()))
         print(f"estimate on {device.name} ({device.note}):\n{estimate(s, cache, device.name, config['grid_size'])}")
         return 0
-    storage = open_storage(args.storage, args.heartbeat) if args.storage else None
     out = Path(args.output_dir) if args.output_dir else (
         None if args.storage else find_previous_run(RUNS_DIR, stage, config["fingerprint"]))
     out = out or RUNS_DIR / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or open_storage(sqlite_url(out), args.heartbeat)
-    study = open_study(storage, name, config)
+    if not args.storage and not (out / "study.db").exists():
+        out.mkdir(parents=True, exist_ok=True)  # a new folder cannot hold a clashing study
+    study = open_study(open_storage(args.storage or sqlite_url(out), args.heartbeat), name, config)
+    out.mkdir(parents=True, exist_ok=True)  # only once the storage has accepted the study
     requeued = requeue_failed(study, args.retry_failed)
     log(f"{stage}: study {name} in {args.storage or sqlite_url(out)}; output {out}; {device.note}")
     if requeued:
@@ -170,24 +173,64 @@ def drive(study, s: Settings, cache: TokenCache, device: str, out: Path) -> int:
 
 
 def locate(args: argparse.Namespace):
-    """(study, run folder) from RUN_DIR or --storage/--study."""
+    """(study, run folder) from RUN_DIR or --storage/--study. A run folder's study.db may also
+    hold replays; without --study the original study is meant."""
+    heartbeat = getattr(args, "heartbeat", HEARTBEAT_S)
     if args.storage:
         if not args.study:
             raise UsageError("--storage needs --study NAME")
-        study = open_study(open_storage(args.storage), args.study)
+        study = open_study(open_storage(args.storage, heartbeat, must_exist=True), args.study)
         return study, Path(args.output_dir or args.run_dir or f"{RUNS_DIR}/{args.study}")
     if not args.run_dir:
         raise UsageError("give a run folder, or --storage URL --study NAME")
     run = Path(args.run_dir)
     if not (run / "study.db").is_file():
         raise UsageError(f"{run} holds no study.db")
-    storage = open_storage(sqlite_url(run))
-    import optuna
+    storage = open_storage(sqlite_url(run), heartbeat)
+    if args.study:
+        study = open_study(storage, args.study)
+        return study, Path(args.output_dir or (run if is_original(study) else run / args.study))
+    originals = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=False) if "replay_of" not in s.user_attrs.get("config", {})]
+    if len(originals) != 1:
+        names = ", ".join(s.study_name for s in originals)
+        raise UsageError(f"{run}/study.db holds {len(originals)} studies; pick one with --study ({names})")
+    return open_study(storage, originals[0].study_name), Path(args.output_dir or run)
 
-    names = optuna.study.get_all_study_names(storage)
-    if args.study or len(names) == 1:
-        return open_study(storage, args.study or names[0]), Path(args.output_dir or run)
-    raise UsageError(f"{run}/study.db holds {len(names)} studies; pick one with --study ({', '.join(names)})")
+
+def is_original(study: optuna.Study) -> bool:
+    return "replay_of" not in load_config(study)
+
+
+def join(command: str, rest: list[str]) -> int:
+    """`resume` and `worker`: continue a study from what its storage says, on this machine.
+
+    Any number of processes or machines may join one study: the storage hands each a different
+    grid point, a dead worker's point is re-queued (same host: at once; elsewhere: once its
+    heartbeat is stale), and each worker stops when nothing is left to train."""
+    ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
+    ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
+                    help=f"seconds between heartbeats; a point silent for twice this is retried (default {HEARTBEAT_S})")
+    ap.add_argument("--cache-dir", help="token cache on this machine (default: the study's; built from its corpus if missing)")
+    args = ap.parse_args(rest)
+    study, out = locate(args)
+    config = load_config(study)
+    s = Settings.from_dict(config["settings"])
+    device = select_device(s.device)
+    cache = join_cache(s, args.cache_dir or s.cache_dir)
+    if s.fingerprint(data_identity(cache)) != config["fingerprint"]:
+        raise UsageError(f"the cache in {args.cache_dir or s.cache_dir} is not the data study {study.study_name} began with")
+    out.mkdir(parents=True, exist_ok=True)
+    requeue_failed(study)
+    log(f"{command}: study {study.study_name} ({study.sampler.size} points); output {out}; {device.note}")
+    return drive(study, s, cache, device.name, out)
+
+
+def join_cache(s: Settings, cache_dir: str) -> TokenCache:
+    """The cache a joining worker needs: this machine's copy, else built from the study's corpus."""
+    try:
+        return load_cache(cache_dir, s.vocab_size)
+    except UsageError:
+        return prepare_cache(cache_dir, s.vocab_size, False, s.corpus, s.corpus_glob)
 
 
 def tool_parser(command: str, doc: str) -> Parser:
@@ -217,17 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             ap = stage_parser(stage, f"{prog} run {rest[0]}")
             ap.set_defaults(**data)
             return launch(stage, ap.parse_args(rest[1:]), [prog, *argv])
-        if command == "resume":
-            args = tool_parser("resume", "Continue a stopped run.").parse_args(rest)
-            study, out = locate(args)
-            config = study.user_attrs["config"]
-            s = Settings.from_dict(config["settings"])
-            device = select_device(s.device)
-            cache = prepare_cache(s.cache_dir, s.vocab_size, use_cached=True)
-            if s.fingerprint(data_identity(cache)) != config["fingerprint"]:
-                raise UsageError(f"the cache in {s.cache_dir} is not the data study {study.study_name} began with")
-            requeue_failed(study)
-            return drive(study, s, cache, device.name, out)
+        if command in ("resume", "worker"):
+            return join(command, rest)
         if command == "status":
             study, _ = locate(tool_parser("status", "Where a study stands.").parse_args(rest))
             print_status(study)
@@ -244,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             cache = prepare_cache(a.cache_dir, a.vocab_size, a.use_cached_data, a.corpus, a.corpus_glob)
             print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val)")
             return 0
-        raise UsageError(f"unknown command {command!r} (choose from {', '.join(STAGES)}, run, resume, status, export, cache)")
+        raise UsageError(f"unknown command {command!r} (choose from {', '.join(STAGES)}, run, resume, worker, status, export, cache)")
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

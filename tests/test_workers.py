@@ -1,0 +1,169 @@
+"""Several workers on one grid: real processes, real PostgreSQL and SQLite storages, real kills."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dropout_decay import study as cli
+from dropout_decay.cache import load_cache
+from dropout_decay.device import select_device
+from dropout_decay.runner import PointRunner, build_config, open_storage, open_study, requeue, sqlite_url, work
+from dropout_decay.settings import Settings, validate
+
+from conftest import TEST_VOCAB
+from test_study import TRAIN, points
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")  # one thread each: several workers share 2 cores, results stay bitwise equal
+COMPARED = ("summary.csv", "summary.json", "model_selection.csv", "model_selection.json")
+
+
+def grid(cache_dir, steps=400):
+    """9 points: 3 seeds x 3 rates of a tiny model."""
+    return ["--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
+            "--models", "1x2x32", "--seeds", "1", "2", "3", "--dropout-rates", "0", "0.1", "0.3",
+            "--steps", str(steps), *TRAIN]
+
+
+def spawn(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, what: str, procs=(), timeout=300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        for p in procs:
+            assert p.poll() is None, f"a worker ended early while waiting for {what}: {p.stderr.read()[-2000:]}"
+        time.sleep(0.2)
+
+
+def study_in(url: str, name: str = "grid") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def exists(url: str, name: str = "grid") -> bool:
+    return name in optuna.study.get_all_study_names(open_storage(url))
+
+
+def finish(procs) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and "Traceback" not in err, err[-2000:]
+
+
+def workers_of(study) -> set[str]:
+    return {t.user_attrs["worker"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+
+
+def assert_each_point_complete_once(study, size=9):
+    done = points(study)
+    assert len(done) == size == len(set(done)), done
+    trained = [t for t in study.trials if t.state != TrialState.PRUNED]
+    assert all("surplus_to" in t.user_attrs for t in study.trials if t.state == TrialState.PRUNED)
+    assert all(not t.user_attrs.get("trace") for t in study.trials if t.state == TrialState.PRUNED)
+    return trained
+
+
+def comparable(folder: Path) -> dict:
+    """Artefacts minus trial numbers, which depend on who ran what when."""
+    out = {name: (folder / name).read_text() for name in COMPARED}
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    out["metrics.jsonl"] = [{k: v for k, v in r.items() if k != "trial"} for r in rows]
+    return out
+
+
+def test_three_workers_on_postgres_match_a_single_sqlite_run(cache_dir, tmp_path, postgres_url):
+    first = spawn("screen", *grid(cache_dir), "--storage", postgres_url, "--study-name", "grid",
+                  "--output-dir", tmp_path / "w0")
+    wait_for(lambda: exists(postgres_url), "the study", [first])
+    others = [spawn("worker", "--storage", postgres_url, "--study", "grid", "--output-dir", tmp_path / f"w{i}")
+              for i in (1, 2)]
+    reference = spawn("screen", *grid(cache_dir), "--output-dir", tmp_path / "ref")
+    finish([first, *others, reference])
+    study = study_in(postgres_url)
+    trained = assert_each_point_complete_once(study)
+    assert len(trained) == 9 and len(workers_of(study)) == 3  # three processes really shared the grid
+    assert cli.main(["export", "--storage", postgres_url, "--study", "grid", "--output-dir", str(tmp_path / "pg")]) == 0
+    assert comparable(tmp_path / "pg") == comparable(tmp_path / "ref")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir, tmp_path, backend, request):
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else sqlite_url(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    first = spawn("screen", *grid(cache_dir, steps=600), "--storage", url, "--study-name", "grid",
+                  "--output-dir", tmp_path / "run")
+    wait_for(lambda: (tmp_path / "run" / "study.db").exists() or backend == "postgresql", "the storage", [first])
+    wait_for(lambda: exists(url), "the study", [first])
+    victim, survivor = (spawn("worker", "--storage", url, "--study", "grid", "--output-dir", tmp_path / f"w{i}")
+                        for i in (1, 2))
+    tag = f"{os.uname().nodename}:{victim.pid}"
+
+    def victim_mid_trial() -> bool:
+        return any(t.user_attrs.get("worker") == tag for t in study_in(url).get_trials(states=(TrialState.RUNNING,)))
+
+    wait_for(victim_mid_trial, "the victim to hold a point", [first, victim, survivor])
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    finish([first, survivor])
+    study = study_in(url)
+    trained = assert_each_point_complete_once(study)
+    [lost] = [t for t in trained if t.state == TrialState.FAIL]
+    assert lost.user_attrs["fail_reason"] == f"worker lost (pid {victim.pid} died)" and lost.user_attrs["worker"] == tag
+    [retry] = [t for t in trained if t.user_attrs.get("retry_of") == lost.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == lost.params
+    assert len(trained) == 10  # nine points plus the one retry: no duplicate tail
+
+
+def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
+    """A 3-point screen study and its objective, built the way `screen` builds them."""
+    s = Settings(stage="screen", models=["1x2x32"], seeds=[1], dropout_rates=[0.0, 0.1, 0.3], token_limits=[5000],
+                 steps=20, batch_size=4, seq_len=32, eval_batches=2, eval_every=0, device="cpu",
+                 cache_dir=str(cache_dir), vocab_size=TEST_VOCAB)
+    cache = load_cache(cache_dir, TEST_VOCAB)
+    config = build_config(validate(s), cache, select_device("cpu"), "test", None)
+    study = open_study(open_storage(sqlite_url(tmp_path), heartbeat_s=heartbeat_s), "grid", config)
+    return study, PointRunner(s, cache, "cpu")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() stands in for the other machine
+def test_a_point_whose_heartbeat_went_stale_on_another_machine_is_retried(cache_dir, tmp_path):
+    study, runner = in_process_study(cache_dir, tmp_path, heartbeat_s=1)
+    ghost = study.ask()  # a point taken by a worker on another machine, which then died
+    ghost.set_user_attr("worker", "elsewhere:4242")
+    study._storage.record_heartbeat(ghost._trial_id)
+    time.sleep(2.5)  # silent for longer than the grace period (2 heartbeats)
+    status = work(study, runner, poll_s=0.1, say=lambda _: None)
+    assert status.complete == 3 and status.failed == 0
+    trained = assert_each_point_complete_once(study, size=3)
+    [lost] = [t for t in trained if t.state == TrialState.FAIL]
+    assert lost.number == ghost.number
+    [retry] = [t for t in trained if t.user_attrs.get("retry_of") == ghost.number]
+    assert retry.user_attrs["retry_reason"] == "worker lost (heartbeat stale)" and retry.state == TrialState.COMPLETE
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_two_workers_drawing_one_point_train_it_once(cache_dir, tmp_path):
+    """The tail race, made deterministic: a point queued twice (two workers re-queued the same
+    failure) is trained by the lower-numbered trial; the other yields without training."""
+    study, runner = in_process_study(cache_dir, tmp_path)
+    died = study.ask()
+    study.tell(died, state=TrialState.FAIL)
+    for _ in range(2):
+        requeue(study, study.trials[0], "worker lost")
+    work(study, runner, say=lambda _: None)
+    first, second = study.trials[1:3]
+    assert first.state == TrialState.COMPLETE and first.system_attrs["grid_id"] == study.trials[0].system_attrs["grid_id"]
+    assert second.state == TrialState.PRUNED and second.user_attrs["surplus_to"] == first.number
+    assert second.params == {} and "trace" not in second.user_attrs
+    assert_each_point_complete_once(study, size=3)
