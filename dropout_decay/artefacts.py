@@ -14,10 +14,15 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
+from .comparison import compare_arms
+from .dashboard import refresh_note, replay_note, static_note, stream_note
 from .files import write_json, write_text
+from .grid import first_complete
+from .replay import replay_rows
+from .report import comparison_table, static_figures, stream_figures, write_report
 from .runner import checkpoint, load_config
+from .schedules import parse_decays
 from .selection import select_models
 
 METRICS = ("train_loss", "val_loss", "gap")
@@ -42,16 +47,6 @@ def _csv(df: pd.DataFrame) -> str:
     buf = io.StringIO()
     df.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
-
-
-def first_complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    seen, out = set(), []
-    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
-        key = tuple(sorted(t.params.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-    return out
 
 
 def point_fields(config: dict, params: dict) -> dict:
@@ -97,37 +92,75 @@ def summarise(metrics: pd.DataFrame, config: dict) -> pd.DataFrame:
     return out
 
 
+def _flat(records: list[dict], drop=()) -> pd.DataFrame:
+    """Lists become space-separated strings so the CSV stays one row per record."""
+    return pd.DataFrame([{k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items() if k not in drop}
+                         for r in records])
+
+
+def analyse(study: optuna.Study) -> dict:
+    """Everything derived from the storage: metrics, summary, model selection (static sweeps)
+    or the paired comparison (stream), replay rows (replays), and the dashboard note."""
+    config = load_config(study)
+    a = {"config": config, "metrics": metrics_rows(study, config), "trace": trace_rows(study, config), "note": ""}
+    if not a["metrics"]:
+        return a
+    frame = pd.DataFrame(a["metrics"])
+    a["frame"], a["summary"] = frame, summarise(frame, config)
+    device, compliant = config["compliance"]["device"], config["compliance"]["mps_compliant"]
+    if config["stage"] != "stream":
+        a["selection"] = [r | {"mps_compliant": compliant}
+                          for r in select_models(frame, config["settings"]["plateau_delta"])]
+        a["note"] = static_note(config, a["selection"])
+    else:
+        decays = [d.name for d in parse_decays(config["settings"]["decays"])]
+        a["comparison"] = [r | {"device": device, "mps_compliant": compliant} for r in compare_arms(frame, decays)]
+        a["note"] = stream_note(config, a["comparison"])
+    if "replay_of" in config:
+        original = optuna.load_study(study_name=config["replay_of"], storage=study._storage)
+        a["replay"] = replay_rows(original, study)
+        a["note"] += replay_note(config["replay_of"], a["replay"])
+    return a
+
+
 def export(study: optuna.Study, out_dir: str | Path) -> dict:
-    """Write config.json, metrics.jsonl, trace.jsonl, summary.csv/json and, for static sweeps,
-    model_selection.csv/json. Returns the paths written."""
+    """Write config.json, metrics.jsonl, trace.jsonl, summary.csv/json, report.html, and
+    model_selection.csv/json (static sweeps) or comparison.csv/json (stream), plus replay.csv/json
+    for a replay study; refresh the study's dashboard note. Returns the paths written."""
     out = Path(out_dir)
     checkpoint(study)
-    config = load_config(study)
+    a = analyse(study)
+    config = a["config"]
     written = {}
 
-    def put(name: str, text: str) -> None:
-        write_text(out / name, text)
+    def put(name: str, content) -> None:
+        if isinstance(content, str):
+            write_text(out / name, content)
+        else:
+            write_json(out / name, _clean(content))
         written[name] = out / name
 
-    write_json(out / "config.json", _clean(config))
-    written["config.json"] = out / "config.json"
-    metrics = metrics_rows(study, config)
-    put("metrics.jsonl", _jsonl(metrics))
-    put("trace.jsonl", _jsonl(trace_rows(study, config)))
-    if not metrics:
+    put("config.json", config)
+    put("metrics.jsonl", _jsonl(a["metrics"]))
+    put("trace.jsonl", _jsonl(a["trace"]))
+    if not a["metrics"]:
         return written
-    frame = pd.DataFrame(metrics)
-    summary = summarise(frame, config)
-    put("summary.csv", _csv(summary))
-    write_json(out / "summary.json", _clean(summary.to_dict(orient="records")))
-    written["summary.json"] = out / "summary.json"
-    if config["stage"] != "stream":
-        selection = select_models(frame, config["settings"]["plateau_delta"])
-        for rec in selection:
-            rec["mps_compliant"] = config["compliance"]["mps_compliant"]
-        write_json(out / "model_selection.json", _clean(selection))
-        flat = [{k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in rec.items() if k != "quadratic_fit"}
-                | {f"quad_{k}": v for k, v in rec["quadratic_fit"].items() if k != "points"} for rec in selection]
-        put("model_selection.csv", _csv(pd.DataFrame(flat)))
-        written["model_selection.json"] = out / "model_selection.json"
+    put("summary.csv", _csv(a["summary"]))
+    put("summary.json", a["summary"].to_dict(orient="records"))
+    if "selection" in a:
+        selection = a["selection"]
+        put("model_selection.json", selection)
+        quad = pd.DataFrame([{f"quad_{k}": v for k, v in r["quadratic_fit"].items() if k != "points"} for r in selection])
+        put("model_selection.csv", _csv(pd.concat([_flat(selection, drop=("quadratic_fit",)), quad], axis=1)))
+        figures, table = static_figures(a["frame"], selection), ""
+    else:
+        put("comparison.json", a["comparison"])
+        if a["comparison"]:
+            put("comparison.csv", _csv(_flat(a["comparison"])))
+        figures, table = stream_figures(a["summary"], a["comparison"]), comparison_table(a["comparison"])
+    if "replay" in a:
+        put("replay.json", a["replay"])
+        put("replay.csv", _csv(pd.DataFrame(a["replay"])))
+    written["report.html"] = write_report(out / "report.html", config, figures, table)
+    refresh_note(study, a["note"])
     return written

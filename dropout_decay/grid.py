@@ -85,6 +85,17 @@ def trials_by_point(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
     return out
 
 
+def first_complete(study: optuna.Study) -> list[FrozenTrial]:
+    """One COMPLETE trial per grid point, the earliest: results are keyed on params."""
+    seen, out = set(), []
+    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
+        key = tuple(sorted(t.params.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
 def surplus_to(study: optuna.Study, trial_id: int, number: int) -> FrozenTrial | None:
     """The trial that already owns this trial's grid point, if any.
 

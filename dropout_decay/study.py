@@ -7,6 +7,9 @@
                                         its unvisited points until the grid is done
     status RUN_DIR                      what is done / running / failed / left, with an ETA
     export RUN_DIR                      rebuild every artefact from the storage alone
+    replay RUN_DIR [--seeds/--arms/...] re-run (part of) a stored grid into a new study; report
+                                        per point the change in val loss and bitwise identity
+    dashboard [RUN_DIR] [--port 8080]   optuna-dashboard on 127.0.0.1, each study with its verdict note
     cache [--corpus ...]                build (or check) the token cache only
 
 RUN_DIR may be replaced by `--storage URL --study NAME` for any Optuna RDB storage.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import socket
 import sys
 import time
 from pathlib import Path
@@ -26,11 +30,13 @@ from pathlib import Path
 import optuna
 import torch
 
-from .artefacts import export
+from .artefacts import analyse, export
 from .cache import TokenCache, load_cache, log, prepare_cache
+from .dashboard import refresh_note, serve
 from .device import select_device
 from .errors import UsageError
 from .model import GPT, parse_model_spec
+from .replay import replay_name, replay_rows, replay_settings
 from .runner import (PointRunner, build_config, data_identity, describe, find_previous_run, load_config, open_storage,
                      open_study, print_status, requeue_failed, sqlite_url, work, HEARTBEAT_S)
 from .settings import STAGES, Settings, add_stage_flags, load_study_file, settings_from_args
@@ -216,21 +222,82 @@ def join(command: str, rest: list[str]) -> int:
     config = load_config(study)
     s = Settings.from_dict(config["settings"])
     device = select_device(s.device)
-    cache = join_cache(s, args.cache_dir or s.cache_dir)
-    if s.fingerprint(data_identity(cache)) != config["fingerprint"]:
-        raise UsageError(f"the cache in {args.cache_dir or s.cache_dir} is not the data study {study.study_name} began with")
+    cache = join_cache(s, config, args.cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     requeue_failed(study)
     log(f"{command}: study {study.study_name} ({study.sampler.size} points); output {out}; {device.note}")
     return drive(study, s, cache, device.name, out)
 
 
-def join_cache(s: Settings, cache_dir: str) -> TokenCache:
-    """The cache a joining worker needs: this machine's copy, else built from the study's corpus."""
+def join_cache(s: Settings, config: dict, cache_dir: str | None = None) -> TokenCache:
+    """The study's data on this machine: the local cache, else one built from the study's corpus;
+    refused unless it is exactly the data the study began with."""
+    cache_dir = cache_dir or s.cache_dir
     try:
-        return load_cache(cache_dir, s.vocab_size)
+        cache = load_cache(cache_dir, s.vocab_size)
     except UsageError:
-        return prepare_cache(cache_dir, s.vocab_size, False, s.corpus, s.corpus_glob)
+        cache = prepare_cache(cache_dir, s.vocab_size, False, s.corpus, s.corpus_glob)
+    if Settings.from_dict(config["settings"]).fingerprint(data_identity(cache)) != config["fingerprint"]:
+        raise UsageError(f"the cache in {cache_dir} is not the data this study began with")
+    return cache
+
+
+def replay(rest: list[str], argv: list[str]) -> int:
+    """Re-run a stored grid (or part of it) into a new study in the same storage and report,
+    per point, the change in val loss and whether it is bitwise identical."""
+    ap = tool_parser("replay", "Re-run a stored grid, or part of it, into a new study in the same storage.")
+    ap.add_argument("--seeds", nargs="+", type=int, help="replay only these seeds")
+    ap.add_argument("--models", nargs="+", help="replay only these model labels (e.g. winner)")
+    ap.add_argument("--arms", nargs="+", help="stream: replay only these arms (static:0.1, decay names)")
+    ap.add_argument("--dropout-rates", nargs="+", type=float, help="screen/confirm: replay only these rates")
+    ap.add_argument("--device", help="run on another device than the stored one (then expect differences)")
+    args = ap.parse_args(rest)
+    study, out = locate(args)
+    config = load_config(study)
+    s = replay_settings(config, args.seeds, args.models, args.arms, args.dropout_rates, args.device)
+    device = select_device(s.device)
+    cache = join_cache(s, config)
+    name = replay_name(study._storage, study.study_name)
+    new = build_config(s, cache, device, shlex.join(argv), config.get("lock")) | {"replay_of": study.study_name}
+    target = open_study(study._storage, name, new)
+    folder = (out if is_original(study) else out.parent) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    log(f"replay: {new['grid_size']} of {config['grid_size']} points of {study.study_name} into study {name}; output {folder}")
+    code = drive(target, s, cache, device.name, folder)
+    rows = replay_rows(study, target)
+    same = sum(r["identical"] for r in rows)
+    worst = max((abs(r["delta_val_loss"]) for r in rows if r["delta_val_loss"] is not None), default=0.0)
+    print(f"replay {name}: {same}/{len(rows)} points bitwise identical, largest |delta val loss| {worst:.3g}; "
+          f"per point in {folder / 'replay.csv'}")
+    return code
+
+
+def dashboard(rest: list[str]) -> int:
+    ap = tool_parser("dashboard", "Serve optuna-dashboard for a run on 127.0.0.1 (it has no authentication).")
+    ap.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    args = ap.parse_args(rest)
+    if not args.run_dir and not args.storage:
+        runs = sorted(RUNS_DIR.glob("*/study.db"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise UsageError(f"no run under {RUNS_DIR}/; give a run folder or --storage URL")
+        args.run_dir = str(runs[-1].parent)
+    url = args.storage or sqlite_url(Path(args.run_dir))
+    storage = open_storage(url, must_exist=True)
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if "config" in summary.user_attrs:  # notes of runs exported before they existed, too
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            refresh_note(study, analyse(study)["note"])
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", args.port))
+    except OSError as e:
+        raise UsageError(f"cannot serve on 127.0.0.1:{args.port}: {e.strerror}; pick another --port") from None
+    print(f"optuna-dashboard for {url} at http://127.0.0.1:{args.port}/dashboard/ (Ctrl-C stops it)", flush=True)
+    try:
+        serve(storage, "127.0.0.1", args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def tool_parser(command: str, doc: str) -> Parser:
@@ -262,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             return launch(stage, ap.parse_args(rest[1:]), [prog, *argv])
         if command in ("resume", "worker"):
             return join(command, rest)
+        if command == "replay":
+            return replay(rest, [prog, *argv])
+        if command == "dashboard":
+            return dashboard(rest)
         if command == "status":
             study, _ = locate(tool_parser("status", "Where a study stands.").parse_args(rest))
             print_status(study)
@@ -278,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             cache = prepare_cache(a.cache_dir, a.vocab_size, a.use_cached_data, a.corpus, a.corpus_glob)
             print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val)")
             return 0
-        raise UsageError(f"unknown command {command!r} (choose from {', '.join(STAGES)}, run, resume, worker, status, export, cache)")
+        raise UsageError(f"unknown command {command!r} (choose from {', '.join(STAGES)}, run, resume, worker, status, export, replay, dashboard, cache)")
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

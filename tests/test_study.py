@@ -171,7 +171,7 @@ def test_export_from_a_copied_storage_is_byte_identical(cache_dir, tmp_path):
     assert cli.main(["export", str(copy)]) == 0
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("study.db"))
     assert names == ["config.json", "metrics.jsonl", "model_selection.csv", "model_selection.json",
-                     "summary.csv", "summary.json", "trace.jsonl"]
+                     "report.html", "summary.csv", "summary.json", "trace.jsonl"]
     for name in names:
         assert (copy / name).read_bytes() == (out / name).read_bytes(), name
 

@@ -1,0 +1,70 @@
+"""Replay: re-run a stored study's grid (or part of it) into a new study in the same storage,
+then report, per point, how far the new validation loss moved.
+
+Everything comes from the storage: the settings, the grid and the data fingerprint. On the
+same device with the same seeds a CPU replay must be bitwise identical; anything else is a
+reproducibility bug (or a different machine) worth knowing about before publishing.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from .errors import UsageError
+from .grid import first_complete
+from .model import parse_model_spec
+from .schedules import parse_decays, static
+from .settings import Settings
+
+
+def replay_settings(config: dict, seeds=None, models=None, arms=None, rates=None, device=None) -> Settings:
+    """The original settings narrowed to the chosen seeds, models, arms or rates."""
+    s = Settings.from_dict(config["settings"])
+
+    def keep(values: list, chosen, what: str, key=lambda v: v) -> list:
+        if chosen is None:
+            return values
+        unknown = set(chosen) - {key(v) for v in values}
+        if unknown:
+            raise UsageError(f"--{what} {' '.join(map(str, sorted(unknown, key=str)))} not in the stored grid")
+        return [v for v in values if key(v) in set(chosen)]
+
+    s.seeds = keep(s.seeds, seeds, "seeds")
+    s.models = keep(s.models, models, "models", key=lambda m: parse_model_spec(m).label)
+    s.dropout_rates = keep(s.dropout_rates, rates, "dropout-rates")
+    if arms is not None:
+        if s.stage != "stream":
+            raise UsageError("--arms applies to stream studies; use --dropout-rates for screen and confirm")
+        decays = {d.name: text for d, text in zip(parse_decays(s.decays), s.decays)}
+        known = [static(p).name for p in s.dropout_rates] + list(decays)
+        keep(known, arms, "arms")
+        s.dropout_rates = [p for p in s.dropout_rates if static(p).name in arms]
+        s.decays = [text for name, text in decays.items() if name in arms]
+    if device:
+        s.device = device
+    return s  # validated when first run; narrowing keeps it valid (a partial confirm replay may have < 3 seeds)
+
+
+def replay_name(storage, original: str) -> str:
+    names = set(optuna.study.get_all_study_names(storage))
+    k = 1
+    while f"{original}-replay-{k}" in names:
+        k += 1
+    return f"{original}-replay-{k}"
+
+
+def replay_rows(original: optuna.Study, replay: optuna.Study) -> list[dict]:
+    """Per replayed point: stored and new val loss, their difference, and bitwise identity
+    (final value and every stage's train and val loss)."""
+    stored = {tuple(sorted(t.params.items())): t for t in first_complete(original)}
+    rows = []
+    for t in first_complete(replay):
+        key = tuple(sorted(t.params.items()))
+        old = stored.get(key)
+        same = old is not None and old.value == t.value and [
+            (s["train_loss"], s["val_loss"]) for s in old.user_attrs.get("stages", [])] == [
+            (s["train_loss"], s["val_loss"]) for s in t.user_attrs.get("stages", [])]
+        rows.append({**t.params, "stored_val_loss": old.value if old else None, "replay_val_loss": t.value,
+                     "delta_val_loss": (t.value - old.value) if old else None, "identical": bool(same),
+                     "stored_trial": old.number if old else None, "replay_trial": t.number})
+    return rows

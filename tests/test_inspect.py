@@ -1,0 +1,179 @@
+"""Inspection: the paired comparison, the report, replay and the dashboard, all read from storage."""
+
+import json
+import math
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution
+
+from dropout_decay import study as cli
+from dropout_decay.cache import load_cache
+from dropout_decay.comparison import paired
+from dropout_decay.device import select_device
+from dropout_decay.runner import build_config, open_storage, open_study, sqlite_url
+from dropout_decay.settings import Settings, validate
+
+from conftest import TEST_VOCAB
+from test_study import TRAIN, load, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+T_975_2DF = 4.302652729749464  # Student's t, 97.5th percentile, 2 degrees of freedom (from a table)
+ARMS = ["static:0", "static:0.1", "d"]
+# stage -> arm -> val loss of seeds 1, 2, 3
+VAL = {0: {"static:0": [5.0, 5.1, 5.2], "static:0.1": [5.3, 5.2, 5.4], "d": [5.2, 5.3, 5.35]},
+       1: {"static:0": [4.00, 4.10, 4.20], "static:0.1": [3.90, 4.00, 4.05], "d": [3.80, 3.92, 3.98]}}
+
+
+def constructed_stream(cache_dir, tmp_path) -> Path:
+    """A stream study whose trials carry hand-chosen losses (no training), exported."""
+    tmp_path.mkdir(exist_ok=True)
+    s = validate(Settings(stage="stream", models=["winner=1x2x32"], seeds=[1, 2, 3], dropout_rates=[0.0, 0.1],
+                          decays=["d:0.2:0.1:cosine"], stream_token_caps=[1000, 2000], device="cpu",
+                          cache_dir=str(cache_dir), vocab_size=TEST_VOCAB))
+    config = build_config(s, load_cache(cache_dir, TEST_VOCAB), select_device("cpu"), "constructed", None)
+    study = open_study(open_storage(sqlite_url(tmp_path)), "constructed", config)
+    space = {k: CategoricalDistribution(v) for k, v in config["grid"].items()}
+    for seed in (1, 2, 3):
+        for arm in ARMS:
+            stages = [{"stage": i, "cap": cap, "step": 10 * (i + 1), "dropout_in_force": 0.1, "train_loss": 3.0,
+                       "val_loss": VAL[i][arm][seed - 1], "gap": VAL[i][arm][seed - 1] - 3.0}
+                      for i, cap in enumerate((1000, 2000))]
+            study.add_trial(optuna.trial.create_trial(
+                params={"model": "winner", "seed": seed, "arm": arm}, distributions=space,
+                value=stages[-1]["val_loss"], user_attrs={"stages": stages}))
+    assert cli.main(["export", str(tmp_path)]) == 0
+    return tmp_path
+
+
+def by_hand(diffs):
+    n = len(diffs)
+    mean = sum(diffs) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = T_975_2DF * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def test_comparison_on_a_constructed_study_matches_a_hand_computation(cache_dir, tmp_path):
+    out = constructed_stream(cache_dir, tmp_path)
+    rows = json.loads((out / "comparison.json").read_text())
+    assert len(rows) == 2 * 1 * 2  # stages x decay arms x static arms
+    for r in rows:
+        d, s = VAL[r["stage"]]["d"], VAL[r["stage"]][r["static_arm"]]
+        diffs = [a - b for a, b in zip(d, s)]
+        mean, std, low, high = by_hand(diffs)
+        assert (r["mean_diff"], r["std_diff"], r["ci_low"], r["ci_high"]) == pytest.approx((mean, std, low, high))
+        assert r["n"] == 3 and r["wins"] == sum(x < 0 for x in diffs) and r["seeds"] == [1, 2, 3]
+        assert r["caution"] == "n=3: the t-interval is wide; treat it as indicative"
+    best = {r["stage"]: r["static_arm"] for r in rows if r["best_static"]}
+    assert best == {0: "static:0", 1: "static:0.1"}
+    [last] = [r for r in rows if r["stage"] == 1 and r["best_static"]]
+    assert last["verdict"] == "decay better" and last["ci_high"] < 0 and last["wins"] == 3
+    [first] = [r for r in rows if r["stage"] == 0 and r["best_static"]]
+    assert first["verdict"] == "static better" and first["wins"] == 0
+    csv = pd.read_csv(out / "comparison.csv")
+    assert list(csv["mean_diff"]) == pytest.approx([r["mean_diff"] for r in rows])
+    note = optuna_note(out, "constructed")
+    assert "decay better" in note and "n=3: the t-interval is wide" in note
+
+
+def test_one_seed_gives_no_interval_and_says_so():
+    r = paired([-0.1])
+    assert r["n"] == 1 and math.isnan(r["ci_low"]) and r["verdict"] == "no interval (one seed)"
+    assert "one seed" in r["caution"]
+
+
+def optuna_note(run: Path, name: str) -> str:
+    from optuna_dashboard import get_note
+
+    return get_note(optuna.load_study(study_name=name, storage=open_storage(sqlite_url(run))))
+
+
+def test_report_is_self_contained_with_a_trace_for_every_arm_and_model(cache_dir, tmp_path):
+    stream = constructed_stream(cache_dir, tmp_path / "stream").joinpath("report.html").read_text()
+    assert "<script src=" not in stream and "plotly.js" in stream.lower()  # opens offline
+    for arm in ARMS:
+        assert f'"name":"{arm}"' in stream
+    assert "best static rate, paired by seed" in stream and "Decay arms against the best static rate" in stream
+    out = tmp_path / "screen"
+    assert cli.main(["screen", *tiny(cache_dir, out), "--models", "a=1x2x32", "b=1x4x32"]) == 0
+    screen = (out / "report.html").read_text()
+    for model in ("a", "b"):
+        assert f'"name":"{model} mean"' in screen
+    assert screen.count('"name":"optimum"') == 2 and screen.count('"name":"seed 1"') == 2
+
+
+def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["stream", "--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir),
+                     "--vocab-size", str(TEST_VOCAB), "--models", "winner=1x2x32", "--seeds", "1", "2",
+                     "--dropout-rates", "0", "0.1", "--decays", "d:0.3:0.1:linear", "--stream-token-caps", "2000",
+                     "4000", "--stage-steps", "15", "--output-dir", str(out), *TRAIN]) == 0
+    original = load(out).study_name
+    assert cli.main(["replay", str(out)]) == 0
+    assert "6/6 points bitwise identical, largest |delta val loss| 0" in capsys.readouterr().out
+    rows = json.loads((out / f"{original}-replay-1" / "replay.json").read_text())
+    assert len(rows) == 6 and all(r["identical"] and r["delta_val_loss"] == 0.0 for r in rows)
+    # a filtered replay: one seed, one arm; the original stays the default study of the folder
+    assert cli.main(["replay", str(out), "--seeds", "2", "--arms", "d"]) == 0
+    [row] = json.loads((out / f"{original}-replay-2" / "replay.json").read_text())
+    assert (row["seed"], row["arm"], row["identical"]) == (2, "d", True)
+    assert cli.main(["export", str(out)]) == 0 and not (out / "replay.json").exists()
+    storage = open_storage(sqlite_url(out))
+    assert sorted(optuna.study.get_all_study_names(storage)) == [original, f"{original}-replay-1", f"{original}-replay-2"]
+    assert "6 of 6 replayed points are bitwise identical" in optuna_note(out, f"{original}-replay-1")
+
+
+def test_replay_refuses_what_the_grid_does_not_hold(cache_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["replay", str(out), "--seeds", "7"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --seeds 7 not in the stored grid"
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_dashboard_serves_studies_trials_and_the_verdict_note_over_http(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "dashboard", str(out), "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/dashboard/" in proc.stdout.readline()
+        deadline = time.time() + 60
+        while True:
+            try:
+                studies = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.2)
+        [study] = studies
+        assert study["study_name"] == load(out).study_name
+        detail = get_json(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0")
+        assert len(detail["trials"]) == 6
+        trial = detail["trials"][0]
+        assert {p["name"] for p in trial["params"]} == {"model", "seed", "dropout", "tokens"}
+        assert {"train_loss", "val_loss", "gap"} <= {a["key"] for a in trial["user_attrs"]}
+        assert [v["step"] for v in trial["intermediate_values"]] == [15, 30]  # learning curve
+        assert "where does validation loss bottom out in p?" in detail["note"]["body"]
+        assert "| 1x2x32 (1x2x32) |" in detail["note"]["body"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
