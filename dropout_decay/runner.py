@@ -10,6 +10,8 @@ Recovery, in order, before every point:
   re-queued by our heartbeat callback;
 * on start, points whose last trial failed for a transient reason (interrupted, worker lost)
   are re-queued; deterministic failures (divergence) keep their FAIL unless --retry-failed.
+A trial that finds its grid point already owned (the tail race between workers) trains nothing
+and is PRUNED with `surplus_to` (grid.surplus_to).
 """
 
 from __future__ import annotations
