@@ -94,8 +94,10 @@ def summarise(metrics: pd.DataFrame, config: dict) -> pd.DataFrame:
 
 def _flat(records: list[dict], drop=()) -> pd.DataFrame:
     """Lists become space-separated strings so the CSV stays one row per record."""
-    return pd.DataFrame([{k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items() if k not in drop}
-                         for r in records])
+    def cell(v):
+        return " ".join("nan" if x is None else str(x) for x in v) if isinstance(v, list) else v
+
+    return pd.DataFrame([{k: cell(v) for k, v in r.items() if k not in drop} for r in records])
 
 
 def analyse(study: optuna.Study) -> dict:
