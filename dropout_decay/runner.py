@@ -88,16 +88,29 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = Fa
     if url.startswith(("postgresql://", "postgres://")):  # one driver whatever SQLAlchemy's default: psycopg 3
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
-    try:
-        storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
-                             heartbeat_stale_trial_callback=_requeue_stale)
-    except Exception as e:  # SQLAlchemy raises many kinds; the user needs one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot open storage {shown}: {first}") from None
+    for attempt in range(5):
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
+                                 grace_period=2 * heartbeat_s, heartbeat_stale_trial_callback=_requeue_stale)
+            break
+        except sqlalchemy.exc.DBAPIError as e:
+            if not isinstance(e, sqlalchemy.exc.IntegrityError) and "already exists" not in str(e):
+                raise UsageError(f"cannot open storage {shown}: {_first_line(e)}") from None
+            # Several processes created the schema of a new storage at once (workers started
+            # together): one won; opening again finds the schema in place.
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as e:  # SQLAlchemy raises many kinds; the user needs one line
+            raise UsageError(f"cannot open storage {shown}: {_first_line(e)}") from None
+    else:
+        raise UsageError(f"cannot open storage {shown}: its schema could not be created")
     if sqlite:
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
         storage.engine.dispose()  # connections opened during set-up get the pragmas on reconnect
     return storage
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _without_password(url: str) -> str:

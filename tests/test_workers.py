@@ -1,6 +1,7 @@
 """Several workers on one grid: real processes, real PostgreSQL and SQLite storages, real kills."""
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -167,3 +168,20 @@ def test_two_workers_drawing_one_point_train_it_once(cache_dir, tmp_path):
     assert second.state == TrialState.PRUNED and second.user_attrs["surplus_to"] == first.number
     assert second.params == {} and "trace" not in second.user_attrs
     assert_each_point_complete_once(study, size=3)
+
+
+def _open(url: str) -> str:
+    try:
+        open_storage(url)
+        return "ok"
+    except Exception as e:  # the test reports what went wrong
+        return repr(e)
+
+
+def test_workers_started_together_on_a_new_storage_all_open_it(tmp_path):
+    """Four processes create one new SQLite storage's schema at once, ten times over."""
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        for i in range(10):
+            (tmp_path / str(i)).mkdir()
+            results = pool.map(_open, [sqlite_url(tmp_path / str(i))] * 4, chunksize=1)
+            assert results == ["ok"] * 4, results
