@@ -13,6 +13,8 @@ import math
 import optuna
 from optuna_dashboard import get_note, run_server, save_note
 
+from .replay import replay_summary
+
 
 def _num(x, fmt=".4f") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
@@ -51,8 +53,7 @@ def stream_note(config: dict, comparison: list[dict]) -> str:
 
 
 def replay_note(original: str, rows: list[dict]) -> str:
-    identical = sum(r["identical"] for r in rows)
-    worst = max((abs(r["delta_val_loss"]) for r in rows if r["delta_val_loss"] is not None), default=0.0)
+    identical, worst = replay_summary(rows)
     return (f"\n\n## Replay of `{original}`\n\n{identical} of {len(rows)} replayed points are bitwise identical; "
             f"largest |Δ val loss| = {worst:.3g}.")
 

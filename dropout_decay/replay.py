@@ -68,3 +68,9 @@ def replay_rows(original: optuna.Study, replay: optuna.Study) -> list[dict]:
                      "delta_val_loss": (t.value - old.value) if old else None, "identical": bool(same),
                      "stored_trial": old.number if old else None, "replay_trial": t.number})
     return rows
+
+
+def replay_summary(rows: list[dict]) -> tuple[int, float]:
+    """(bitwise-identical points, largest |delta val loss|) of a replay."""
+    worst = max((abs(r["delta_val_loss"]) for r in rows if r["delta_val_loss"] is not None), default=0.0)
+    return sum(r["identical"] for r in rows), worst

@@ -120,11 +120,22 @@ def _without_password(url: str) -> str:
         return url
 
 
+def _engine(storage):
+    """The SQLAlchemy engine behind an RDB storage (also when wrapped in Optuna's cache), else None."""
+    return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
+def _release(storage) -> None:
+    """Close pooled connections, so a refusal leaves no SQLite side files (-wal, -shm) behind."""
+    engine = _engine(storage)
+    if engine is not None:
+        engine.dispose()
+
+
 def checkpoint(study: optuna.Study) -> None:
     """Fold SQLite's write-ahead log into study.db, so the file alone is the whole study
     (copy it, mail it, open it in optuna-dashboard). No-op for other storages."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    engine = getattr(backend, "engine", None)
+    engine = _engine(study._storage)
     if engine is not None and engine.url.get_backend_name() == "sqlite":
         with engine.connect() as con:
             con.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -178,12 +189,12 @@ def open_study(storage: RDBStorage, name: str, config: dict | None = None) -> op
     """Load `name`, or create it from `config`. A name that holds another grid is refused."""
     exists = name in optuna.study.get_all_study_names(storage)
     if not exists and config is None:
-        storage.engine.dispose()
+        _release(storage)
         raise UsageError(f"no study {name!r} in this storage")
     if exists:
         stored = load_config(optuna.load_study(study_name=name, storage=storage))
         if config is not None and stored["fingerprint"] != config["fingerprint"]:
-            storage.engine.dispose()  # leave no SQLite side files behind a refusal
+            _release(storage)
             raise UsageError(f"study {name!r} already holds a different grid or data "
                              f"(fingerprint {stored['fingerprint']} vs {config['fingerprint']}); "
                              "pick another --study-name or --output-dir")

@@ -36,7 +36,7 @@ from .dashboard import refresh_note, serve
 from .device import select_device
 from .errors import UsageError
 from .model import GPT, parse_model_spec
-from .replay import replay_name, replay_rows, replay_settings
+from .replay import replay_name, replay_rows, replay_settings, replay_summary
 from .runner import (PointRunner, build_config, data_identity, describe, find_previous_run, load_config, open_storage,
                      open_study, print_status, requeue_failed, sqlite_url, work, HEARTBEAT_S)
 from .settings import STAGES, Settings, add_stage_flags, load_study_file, settings_from_args
@@ -265,8 +265,7 @@ def replay(rest: list[str], argv: list[str]) -> int:
     log(f"replay: {new['grid_size']} of {config['grid_size']} points of {study.study_name} into study {name}; output {folder}")
     code = drive(target, s, cache, device.name, folder)
     rows = replay_rows(study, target)
-    same = sum(r["identical"] for r in rows)
-    worst = max((abs(r["delta_val_loss"]) for r in rows if r["delta_val_loss"] is not None), default=0.0)
+    same, worst = replay_summary(rows)
     print(f"replay {name}: {same}/{len(rows)} points bitwise identical, largest |delta val loss| {worst:.3g}; "
           f"per point in {folder / 'replay.csv'}")
     return code
