@@ -1,31 +1,41 @@
-"""Every artefact of a run, rebuilt from the study storage alone.
+"""Every artefact of a run, rebuilt from the study storage alone, and written as one set.
 
-Files are written atomically with stable formatting, so exporting a copy of the storage
-gives the same bytes. Where a grid point has several COMPLETE trials (a duplicate at the
-tail of a multi-worker run), the first one counts: results are keyed on params.
+The files are rendered in memory, written into `.export-new/` beside them with `export.json`
+(the storage state they describe and every file's sha256), then moved into place. A crash
+while writing leaves the previous complete set; a crash while moving leaves a complete new set
+in `.export-new/` that the next export moves first. Formatting is stable, so exporting a copy
+of the storage gives the same bytes. Where a grid point has several COMPLETE trials (a
+duplicate at the tail of a multi-worker run), the first one counts: results are keyed on params.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import optuna
 import pandas as pd
 
+from .attachments import attach_study
 from .comparison import compare_arms
-from .dashboard import refresh_note, replay_note, static_note, stream_note
-from .files import write_json, write_text
+from .files import write_text
 from .grid import first_complete
+from .notes import probe_note, refresh_note, replay_note, static_note, stream_note
+from .probe import analyse_probe
+from .provenance import load_config
 from .replay import replay_rows
-from .report import comparison_table, static_figures, stream_figures, write_report
-from .runner import checkpoint, load_config
+from .report import report_page
 from .schedules import parse_decays
 from .selection import select_models
+from .storage import checkpoint
 
 METRICS = ("train_loss", "val_loss", "gap")
+PENDING = ".export-new"
 
 
 def _clean(obj):
@@ -39,6 +49,11 @@ def _clean(obj):
     return obj
 
 
+def _json(obj) -> str:
+    """Stable JSON (sorted keys, 2-space indent, trailing newline) so exports compare byte for byte."""
+    return json.dumps(_clean(obj), indent=2, sort_keys=True) + "\n"
+
+
 def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in rows)
 
@@ -49,23 +64,37 @@ def _csv(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
+def _flat(records: list[dict], drop=()) -> pd.DataFrame:
+    """Lists become space-separated strings so the CSV stays one row per record."""
+    def cell(v):
+        return " ".join("nan" if x is None else str(x) for x in v) if isinstance(v, list) else v
+
+    return pd.DataFrame([{k: cell(v) for k, v in r.items() if k not in drop} for r in records])
+
+
+def arm_key(config: dict) -> str:
+    return "arm" if config["stage"] == "stream" else "dropout"
+
+
 def point_fields(config: dict, params: dict) -> dict:
     shapes = {m["label"]: m["shape"] for m in config["models"]}
-    out = {"run_stage": config["stage"], "model": params.get("model"), "model_shape": shapes.get(params.get("model")),
-           "seed": params.get("seed")}
-    out |= {"arm": params.get("arm")} if config["stage"] == "stream" else {"dropout": params.get("dropout")}
-    return out | {"device": config["compliance"]["device"], "mps_compliant": config["compliance"]["mps_compliant"]}
+    key = arm_key(config)
+    return {"stage": config["stage"], "model": params.get("model"), "model_shape": shapes.get(params.get("model")),
+            "seed": params.get("seed"), key: params.get(key),
+            "device": config["compliance"]["device"], "mps_compliant": config["compliance"]["mps_compliant"]}
 
 
 def metrics_rows(study: optuna.Study, config: dict) -> list[dict]:
     rows = []
     for t in first_complete(study):
-        for stage in t.user_attrs.get("stages", []):
+        for seg in t.user_attrs.get("segments", t.user_attrs.get("stages", [])):  # "stages": before 0.2
             rows.append(point_fields(config, t.params) | {
-                "stage": stage["stage"], "cap": stage["cap"], "step": stage["step"], "dropout_in_force": stage["dropout_in_force"],
-                **{k: stage[k] for k in METRICS}, "trial": t.number})
-    key = "arm" if config["stage"] == "stream" else "dropout"
-    return sorted(rows, key=lambda r: (r["model"], str(r[key]) if key == "arm" else r[key], r["cap"], r["seed"], r["stage"]))
+                "segment": seg.get("segment", seg.get("stage")), "cap": seg["cap"], "step": seg["step"],
+                "tokens": seg.get("tokens"), "dropout_in_force": seg["dropout_in_force"],
+                **{k: seg[k] for k in METRICS}, "trial": t.number})
+    key = arm_key(config)
+    return sorted(rows, key=lambda r: (r["model"], str(r[key]) if key == "arm" else r[key], r["cap"], r["seed"],
+                                       r["segment"]))
 
 
 def trace_rows(study: optuna.Study, config: dict) -> list[dict]:
@@ -79,30 +108,22 @@ def trace_rows(study: optuna.Study, config: dict) -> list[dict]:
 
 
 def summarise(metrics: pd.DataFrame, config: dict) -> pd.DataFrame:
-    key = "arm" if config["stage"] == "stream" else "dropout"
-    by = ["model", "model_shape", key, "stage", "cap"]
+    by = ["model", "model_shape", arm_key(config), "segment", "cap"]
     g = metrics.groupby(by, sort=True)
     out = g.size().rename("n").to_frame()
     for m in METRICS:
         out[f"{m}_mean"] = g[m].mean()
         out[f"{m}_std"] = g[m].std(ddof=1)
     out = out.reset_index()
-    out.insert(0, "run_stage", config["stage"])
+    out.insert(0, "stage", config["stage"])
     out["device"], out["mps_compliant"] = config["compliance"]["device"], config["compliance"]["mps_compliant"]
     return out
 
 
-def _flat(records: list[dict], drop=()) -> pd.DataFrame:
-    """Lists become space-separated strings so the CSV stays one row per record."""
-    def cell(v):
-        return " ".join("nan" if x is None else str(x) for x in v) if isinstance(v, list) else v
-
-    return pd.DataFrame([{k: cell(v) for k, v in r.items() if k not in drop} for r in records])
-
-
 def analyse(study: optuna.Study) -> dict:
-    """Everything derived from the storage: metrics, summary, model selection (static sweeps)
-    or the paired comparison (stream), replay rows (replays), and the dashboard note."""
+    """Everything derived from the storage: metrics, summary, model selection (static sweeps),
+    the probe's optima and law (probe), the paired comparison (stream), replay rows (replays),
+    and the dashboard note."""
     config = load_config(study)
     a = {"config": config, "metrics": metrics_rows(study, config), "trace": trace_rows(study, config), "note": ""}
     if not a["metrics"]:
@@ -110,12 +131,15 @@ def analyse(study: optuna.Study) -> dict:
     frame = pd.DataFrame(a["metrics"])
     a["frame"], a["summary"] = frame, summarise(frame, config)
     device, compliant = config["compliance"]["device"], config["compliance"]["mps_compliant"]
-    if config["stage"] != "stream":
-        a["selection"] = [r | {"mps_compliant": compliant}
-                          for r in select_models(frame, config["settings"]["plateau_delta"])]
+    settings = config["settings"]
+    if config["stage"] in ("screen", "confirm"):
+        a["selection"] = [r | {"mps_compliant": compliant} for r in select_models(frame, settings["plateau_delta"])]
         a["note"] = static_note(config, a["selection"])
+    elif config["stage"] == "probe":
+        a["probe"] = analyse_probe(frame, config)
+        a["note"] = probe_note(config, a["probe"])
     else:
-        decays = [d.name for d in parse_decays(config["settings"]["decays"])]
+        decays = [d.name for d in parse_decays(settings["decays"], settings.get("calibrations"))]
         a["comparison"] = [r | {"device": device, "mps_compliant": compliant} for r in compare_arms(frame, decays)]
         a["note"] = stream_note(config, a["comparison"])
     if "replay_of" in config:
@@ -125,44 +149,70 @@ def analyse(study: optuna.Study) -> dict:
     return a
 
 
-def export(study: optuna.Study, out_dir: str | Path) -> dict:
-    """Write config.json, metrics.jsonl, trace.jsonl, summary.csv/json, report.html, and
-    model_selection.csv/json (static sweeps) or comparison.csv/json (stream), plus replay.csv/json
-    for a replay study; refresh the study's dashboard note. Returns the paths written."""
-    out = Path(out_dir)
-    checkpoint(study)
-    a = analyse(study)
-    config = a["config"]
-    written = {}
-
-    def put(name: str, content) -> None:
-        if isinstance(content, str):
-            write_text(out / name, content)
-        else:
-            write_json(out / name, _clean(content))
-        written[name] = out / name
-
-    put("config.json", config)
-    put("metrics.jsonl", _jsonl(a["metrics"]))
-    put("trace.jsonl", _jsonl(a["trace"]))
+def render(a: dict, plotly_src: str) -> dict[str, str]:
+    """File name -> content of every artefact."""
+    files = {"config.json": _json(a["config"]), "metrics.jsonl": _jsonl(a["metrics"]), "trace.jsonl": _jsonl(a["trace"])}
     if not a["metrics"]:
-        return written
-    put("summary.csv", _csv(a["summary"]))
-    put("summary.json", a["summary"].to_dict(orient="records"))
+        return files
+    files["summary.csv"] = _csv(a["summary"])
+    files["summary.json"] = _json(a["summary"].to_dict(orient="records"))
     if "selection" in a:
         selection = a["selection"]
-        put("model_selection.json", selection)
+        files["model_selection.json"] = _json(selection)
         quad = pd.DataFrame([{f"quad_{k}": v for k, v in r["quadratic_fit"].items() if k != "points"} for r in selection])
-        put("model_selection.csv", _csv(pd.concat([_flat(selection, drop=("quadratic_fit",)), quad], axis=1)))
-        figures, table = static_figures(a["frame"], selection), ""
-    else:
-        put("comparison.json", a["comparison"])
+        files["model_selection.csv"] = _csv(pd.concat([_flat(selection, drop=("quadratic_fit",)), quad], axis=1))
+    if "probe" in a:
+        files["probe.json"] = _json(a["probe"])
+        files["probe.csv"] = _csv(_flat(a["probe"]["caps"], drop=("curve", "quadratic", "bootstrap")))
+    if "comparison" in a:
+        files["comparison.json"] = _json(a["comparison"])
         if a["comparison"]:
-            put("comparison.csv", _csv(_flat(a["comparison"])))
-        figures, table = stream_figures(a["summary"], a["comparison"]), comparison_table(a["comparison"])
+            files["comparison.csv"] = _csv(_flat(a["comparison"]))
     if "replay" in a:
-        put("replay.json", a["replay"])
-        put("replay.csv", _csv(pd.DataFrame(a["replay"])))
-    written["report.html"] = write_report(out / "report.html", config, figures, table)
+        files["replay.json"] = _json(a["replay"])
+        files["replay.csv"] = _csv(pd.DataFrame(a["replay"]))
+    files["report.html"] = report_page(a, plotly_src)
+    return files
+
+
+def storage_state(study: optuna.Study) -> str:
+    """A digest of every trial's number, state and value: equal digests, same results."""
+    h = hashlib.sha256()
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        h.update(f"{t.number}:{t.state.name}:{t.value!r}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _move_pending(out: Path) -> None:
+    """Finish an export whose files were all written but not all moved into place."""
+    pending = out / PENDING
+    if (pending / "export.json").is_file():
+        for f in sorted(pending.iterdir()):
+            os.replace(f, out / f.name)
+    shutil.rmtree(pending, ignore_errors=True)
+
+
+def export(study: optuna.Study, out_dir: str | Path, plotly_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write every artefact of the study into `out_dir` as one set (see the module doc) and
+    refresh its dashboard note. `plotly_dir` holds the run's one copy of plotly.js (default
+    `out_dir`). Returns the paths written."""
+    from .report import ensure_plotly
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _move_pending(out)
+    checkpoint(study)
+    a = analyse(study)
+    plotly_dir = Path(plotly_dir) if plotly_dir else out
+    files = render(a, os.path.relpath(ensure_plotly(plotly_dir), out))
+    stamp = {"study": study.study_name, "storage_state": storage_state(study),
+             "files": {name: hashlib.sha256(text.encode()).hexdigest() for name, text in sorted(files.items())}}
+    pending = out / PENDING
+    shutil.rmtree(pending, ignore_errors=True)
+    for name, text in files.items():
+        write_text(pending / name, text)
+    write_text(pending / "export.json", _json(stamp))  # last: the set is complete
+    _move_pending(out)
     refresh_note(study, a["note"])
-    return written
+    attach_study(study, out)
+    return {name: out / name for name in [*files, "export.json"]}

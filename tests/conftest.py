@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dropout_decay.cache import build_cache
+from dropout_decay.build import build_cache
 from dropout_decay.corpus import load_corpus
 
 FIXTURE_CORPUS = Path(__file__).parent / "fixtures" / "corpus"

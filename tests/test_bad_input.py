@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from dropout_decay import study as cli
-from dropout_decay.runner import open_storage
+from dropout_decay.storage import open_storage
 
 from conftest import TEST_VOCAB
 from test_study import TRAIN
@@ -40,8 +40,8 @@ CASES = {
     "dropout negative": (lambda c: ["screen", *base(c), "--dropout-rates", "-0.1", "0", "0.5"], "outside [0, 1)"),
     "negative steps": (lambda c: ["screen", *base(c), "--steps", "-5"], "--steps must be positive, got -5"),
     "zero learning rate": (lambda c: ["screen", *base(c), "--lr", "0"], "--lr must be positive"),
-    "token limit above pool": (lambda c: ["screen", *base(c), "--token-limits", "999999999"],
-                               "--token-limits 999,999,999 exceeds the 27,128 training tokens"),
+    "token limits above pool": (lambda c: ["screen", *base(c), "--token-limits", "5000", "999999999", "888888888"],
+                                "--token-limits 999,999,999, 888,888,888 exceed the 27,197 training tokens of the cache"),
     "stream caps decreasing": (lambda c: ["stream", *base(c), "--models", "winner=1x2x32",
                                           "--stream-token-caps", "4000", "2000"], "must increase strictly"),
     "missing cache": (lambda c: ["screen", *base(c), "--cache-dir", c["nowhere"]], "no token cache for vocab 512"),

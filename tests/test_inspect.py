@@ -19,8 +19,9 @@ from dropout_decay import study as cli
 from dropout_decay.cache import load_cache
 from dropout_decay.comparison import paired
 from dropout_decay.device import select_device
-from dropout_decay.runner import build_config, open_storage, open_study, sqlite_url
-from dropout_decay.settings import Settings, validate
+from dropout_decay.provenance import build_config
+from dropout_decay.storage import open_storage, open_study, sqlite_url
+from dropout_decay.settings import Settings, check
 
 from conftest import TEST_VOCAB
 from test_study import TRAIN, load, tiny
@@ -36,7 +37,7 @@ VAL = {0: {"static:0": [5.0, 5.1, 5.2], "static:0.1": [5.3, 5.2, 5.4], "d": [5.2
 def constructed_stream(cache_dir, tmp_path) -> Path:
     """A stream study whose trials carry hand-chosen losses (no training), exported."""
     tmp_path.mkdir(exist_ok=True)
-    s = validate(Settings(stage="stream", models=["winner=1x2x32"], seeds=[1, 2, 3], dropout_rates=[0.0, 0.1],
+    s = check(Settings(stage="stream", models=["winner=1x2x32"], seeds=[1, 2, 3], dropout_rates=[0.0, 0.1],
                           decays=["d:0.2:0.1:cosine"], stream_token_caps=[1000, 2000], device="cpu",
                           cache_dir=str(cache_dir), vocab_size=TEST_VOCAB))
     config = build_config(s, load_cache(cache_dir, TEST_VOCAB), select_device("cpu"), "constructed", None)
@@ -44,12 +45,12 @@ def constructed_stream(cache_dir, tmp_path) -> Path:
     space = {k: CategoricalDistribution(v) for k, v in config["grid"].items()}
     for seed in (1, 2, 3):
         for arm in ARMS:
-            stages = [{"stage": i, "cap": cap, "step": 10 * (i + 1), "dropout_in_force": 0.1, "train_loss": 3.0,
+            stages = [{"segment": i, "cap": cap, "step": 10 * (i + 1), "dropout_in_force": 0.1, "train_loss": 3.0,
                        "val_loss": VAL[i][arm][seed - 1], "gap": VAL[i][arm][seed - 1] - 3.0}
                       for i, cap in enumerate((1000, 2000))]
             study.add_trial(optuna.trial.create_trial(
                 params={"model": "winner", "seed": seed, "arm": arm}, distributions=space,
-                value=stages[-1]["val_loss"], user_attrs={"stages": stages}))
+                value=stages[-1]["val_loss"], user_attrs={"segments": stages}))
     assert cli.main(["export", str(tmp_path)]) == 0
     return tmp_path
 
@@ -67,17 +68,17 @@ def test_comparison_on_a_constructed_study_matches_a_hand_computation(cache_dir,
     rows = json.loads((out / "comparison.json").read_text())
     assert len(rows) == 2 * 1 * 2  # stages x decay arms x static arms
     for r in rows:
-        d, s = VAL[r["stage"]]["d"], VAL[r["stage"]][r["static_arm"]]
+        d, s = VAL[r["segment"]]["d"], VAL[r["segment"]][r["static_arm"]]
         diffs = [a - b for a, b in zip(d, s)]
         mean, std, low, high = by_hand(diffs)
         assert (r["mean_diff"], r["std_diff"], r["ci_low"], r["ci_high"]) == pytest.approx((mean, std, low, high))
         assert r["n"] == 3 and r["wins"] == sum(x < 0 for x in diffs) and r["seeds"] == [1, 2, 3]
         assert r["caution"] == "n=3: the t-interval is wide; treat it as indicative"
-    best = {r["stage"]: r["static_arm"] for r in rows if r["best_static"]}
+    best = {r["segment"]: r["static_arm"] for r in rows if r["best_static"]}
     assert best == {0: "static:0", 1: "static:0.1"}
-    [last] = [r for r in rows if r["stage"] == 1 and r["best_static"]]
+    [last] = [r for r in rows if r["segment"] == 1 and r["best_static"]]
     assert last["verdict"] == "decay better" and last["ci_high"] < 0 and last["wins"] == 3
-    [first] = [r for r in rows if r["stage"] == 0 and r["best_static"]]
+    [first] = [r for r in rows if r["segment"] == 0 and r["best_static"]]
     assert first["verdict"] == "static better" and first["wins"] == 0
     csv = pd.read_csv(out / "comparison.csv")
     assert list(csv["mean_diff"]) == pytest.approx([r["mean_diff"] for r in rows])
@@ -98,8 +99,10 @@ def optuna_note(run: Path, name: str) -> str:
 
 
 def test_report_is_self_contained_with_a_trace_for_every_arm_and_model(cache_dir, tmp_path):
-    stream = constructed_stream(cache_dir, tmp_path / "stream").joinpath("report.html").read_text()
-    assert "<script src=" not in stream and "plotly.js" in stream.lower()  # opens offline
+    folder = constructed_stream(cache_dir, tmp_path / "stream")
+    stream = folder.joinpath("report.html").read_text()
+    assert '<script src="plotly.min.js">' in stream and "plotly.js" not in stream.lower()  # one copy beside it
+    assert (folder / "plotly.min.js").stat().st_size > 3_000_000  # opens offline
     for arm in ARMS:
         assert f'"name":"{arm}"' in stream
     assert "best static rate, paired by seed" in stream and "Decay arms against the best static rate" in stream

@@ -133,10 +133,11 @@ def test_decay_shapes_at_0_half_1(shape, values):
     assert [s.rate(t) for t in (0.0, 0.5, 1.0)] == pytest.approx(list(values))
 
 
-def test_step_shape_is_constant_per_stage():
-    s = parse_decay("d:0.30:0.12:step").with_stages(4)
-    assert [s.rate(t) for t in (0.0, 0.2, 0.5, 0.99, 1.0)] == pytest.approx([0.30, 0.30, 0.18, 0.12, 0.12])
-    assert parse_decay("d:0.30:0.12:step").rate(0.5) == pytest.approx(0.30)
+def test_step_shape_is_constant_per_segment():
+    s = parse_decay("d:0.30:0.12:step").for_stream([1, 2, 3, 4], n_params=1)
+    assert [s.rate(t, k) for t, k in ((0.0, 0), (0.2, 0), (0.3, 1), (0.6, 2), (0.99, 3), (1.0, 3))] == pytest.approx(
+        [0.30, 0.30, 0.24, 0.18, 0.12, 0.12])
+    assert parse_decay("d:0.30:0.12:step").rate(0.5) == pytest.approx(0.30)  # a single segment holds START
 
 
 def test_static_schedule():

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from dropout_decay import study as cli
 from dropout_decay.model import GPT
-from dropout_decay.runner import open_storage, sqlite_url
+from dropout_decay.storage import open_storage, sqlite_url
 from dropout_decay.selection import select_curve
 
 from conftest import TEST_VOCAB
@@ -169,10 +169,12 @@ def test_export_from_a_copied_storage_is_byte_identical(cache_dir, tmp_path):
     copy.mkdir()
     shutil.copy(out / "study.db", copy / "study.db")
     assert cli.main(["export", str(copy)]) == 0
-    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("study.db"))
+    names = sorted(json.loads((out / "export.json").read_text())["files"])
     assert names == ["config.json", "metrics.jsonl", "model_selection.csv", "model_selection.json",
                      "report.html", "summary.csv", "summary.json", "trace.jsonl"]
-    for name in names:
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("study.db")) == sorted(
+        [*names, "export.json", "plotly.min.js", "artifacts"])
+    for name in [*names, "export.json"]:
         assert (copy / name).read_bytes() == (out / name).read_bytes(), name
 
 
@@ -275,7 +277,7 @@ def test_study_file_runs_by_name_with_overrides(cache_dir, tmp_path):
     out = tmp_path / "run"
     assert cli.main(["run", "screen_static", *tiny(cache_dir, out), "--token-limits", "5000"]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["settings"]["steps"] == 30 and config["settings"]["eval_batches"] == 2
+    assert config["settings"]["steps"] == 30 and config["settings"]["train"]["eval_batches"] == 2
     assert config["command"].endswith(" ".join(["run", "screen_static", *tiny(cache_dir, out), "--token-limits", "5000"]))
 
 

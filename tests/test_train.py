@@ -9,7 +9,7 @@ from dropout_decay.cache import load_cache
 from dropout_decay.errors import UsageError
 from dropout_decay.model import parse_model_spec
 from dropout_decay.schedules import parse_decay, static
-from dropout_decay.train import Stage, TrainConfig, TrainingDiverged, train
+from dropout_decay.train import Segment, TrainConfig, TrainingDiverged, train
 
 from conftest import TEST_VOCAB
 
@@ -26,7 +26,7 @@ def test_same_seed_gives_identical_losses(cache):
     runs = []
     for seed in (1, 1, 2):
         trace = []
-        train(SPEC, static(0.2), [Stage(8000, 30)], cache, CFG, seed, trace=trace.append)
+        train(SPEC, static(0.2), [Segment(8000, 30)], cache, CFG, seed, trace=trace.append)
         runs.append([r.get("loss", r.get("val_loss")) for r in trace])
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -34,7 +34,7 @@ def test_same_seed_gives_identical_losses(cache):
 
 def test_loss_falls_well_below_uniform(cache):
     cfg = TrainConfig(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_batches=4, eval_every=0)
-    [row] = train(parse_model_spec("2x2x64"), static(0.0), [Stage(cache.n_train, 300)], cache, cfg, 1)
+    [row] = train(parse_model_spec("2x2x64"), static(0.0), [Segment(cache.n_train, 300)], cache, cfg, 1)
     assert row["train_loss"] < 0.7 * math.log(TEST_VOCAB)
     assert row["val_loss"] < 0.85 * math.log(TEST_VOCAB)
     assert row["gap"] == pytest.approx(row["val_loss"] - row["train_loss"])
@@ -46,18 +46,18 @@ def test_stream_honours_stage_boundaries_caps_and_schedule(cache, monkeypatch):
     monkeypatch.setattr(batches.WindowSampler, "sample", lambda self, limit=None: limits.append(limit) or original(self, limit))
     trace = []
     decay = parse_decay("d:0.30:0.10:linear")
-    rows = train(SPEC, decay, [Stage(2000, 20), Stage(4000, 20), Stage(8000, 20)], cache, CFG, 3, trace=trace.append)
+    rows = train(SPEC, decay, [Segment(2000, 20), Segment(4000, 20), Segment(8000, 20)], cache, CFG, 3, trace=trace.append)
     assert limits == [2000] * 20 + [4000] * 20 + [8000] * 20
-    assert [(r["stage"], r["step"], r["cap"]) for r in rows] == [(0, 20, 2000), (1, 40, 4000), (2, 60, 8000)]
+    assert [(r["segment"], r["step"], r["cap"]) for r in rows] == [(0, 20, 2000), (1, 40, 4000), (2, 60, 8000)]
     train_rows = [r for r in trace if r["kind"] == "train"]
     assert train_rows[0]["dropout_in_force"] == pytest.approx(0.30 - 0.20 * 9 / 59)  # progress runs over the whole stream
     assert rows[-1]["dropout_in_force"] == pytest.approx(0.10)
-    assert [r["stage"] for r in trace if r["kind"] == "eval"] == [0, 1, 2]
+    assert [r["segment"] for r in trace if r["kind"] == "eval"] == [0, 1, 2]
 
 
 def test_cap_beyond_the_pool_is_refused(cache):
     with pytest.raises(UsageError, match="exceeds"):
-        train(SPEC, static(0.0), [Stage(cache.n_train + 1, 5)], cache, CFG, 1)
+        train(SPEC, static(0.0), [Segment(cache.n_train + 1, 5)], cache, CFG, 1)
 
 
 def test_non_finite_loss_stops_the_run(cache, monkeypatch):
@@ -68,7 +68,7 @@ def test_non_finite_loss_stops_the_run(cache, monkeypatch):
     cfg = TrainConfig(batch_size=8, seq_len=32, eval_batches=2, log_every=5)
     trace = []
     with pytest.raises(TrainingDiverged, match="non-finite training loss .* at step 5"):
-        train(SPEC, static(0.0), [Stage(8000, 100)], cache, cfg, 1, trace=trace.append)
+        train(SPEC, static(0.0), [Segment(8000, 100)], cache, cfg, 1, trace=trace.append)
     assert trace == []  # stopped at the first check, nothing trained on
 
 

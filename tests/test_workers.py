@@ -16,8 +16,13 @@ from optuna.trial import TrialState
 from dropout_decay import study as cli
 from dropout_decay.cache import load_cache
 from dropout_decay.device import select_device
-from dropout_decay.runner import PointRunner, build_config, open_storage, open_study, requeue, sqlite_url, work
-from dropout_decay.settings import Settings, validate
+from dropout_decay.objective import PointRunner
+from dropout_decay.provenance import build_config
+from dropout_decay.recovery import requeue
+from dropout_decay.runner import work
+from dropout_decay.storage import open_storage, open_study, sqlite_url
+from dropout_decay.settings import Settings, check
+from dropout_decay.train import TrainConfig
 
 from conftest import TEST_VOCAB
 from test_study import TRAIN, points
@@ -129,10 +134,10 @@ def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir
 def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
     """A 3-point screen study and its objective, built the way `screen` builds them."""
     s = Settings(stage="screen", models=["1x2x32"], seeds=[1], dropout_rates=[0.0, 0.1, 0.3], token_limits=[5000],
-                 steps=20, batch_size=4, seq_len=32, eval_batches=2, eval_every=0, device="cpu",
+                 steps=20, train=TrainConfig(batch_size=4, seq_len=32, eval_batches=2, eval_every=0), device="cpu",
                  cache_dir=str(cache_dir), vocab_size=TEST_VOCAB)
     cache = load_cache(cache_dir, TEST_VOCAB)
-    config = build_config(validate(s), cache, select_device("cpu"), "test", None)
+    config = build_config(check(s), cache, select_device("cpu"), "test", None)
     study = open_study(open_storage(sqlite_url(tmp_path), heartbeat_s=heartbeat_s), "grid", config)
     return study, PointRunner(s, cache, "cpu")
 
