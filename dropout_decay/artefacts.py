@@ -192,10 +192,11 @@ def _move_pending(out: Path) -> None:
     shutil.rmtree(pending, ignore_errors=True)
 
 
-def export(study: optuna.Study, out_dir: str | Path, plotly_dir: str | Path | None = None) -> dict[str, Path]:
+def export(study: optuna.Study, out_dir: str | Path, root: str | Path | None = None) -> dict[str, Path]:
     """Write every artefact of the study into `out_dir` as one set (see the module doc) and
-    refresh its dashboard note. `plotly_dir` holds the run's one copy of plotly.js (default
-    `out_dir`). Returns the paths written."""
+    refresh its dashboard note. `root` is the run folder (default `out_dir`; a workflow's
+    stages share theirs): it holds the one copy of plotly.js and the artifact store.
+    Returns the paths written."""
     from .report import ensure_plotly
 
     out = Path(out_dir)
@@ -203,8 +204,8 @@ def export(study: optuna.Study, out_dir: str | Path, plotly_dir: str | Path | No
     _move_pending(out)
     checkpoint(study)
     a = analyse(study)
-    plotly_dir = Path(plotly_dir) if plotly_dir else out
-    files = render(a, os.path.relpath(ensure_plotly(plotly_dir), out))
+    root = Path(root) if root else out
+    files = render(a, os.path.relpath(ensure_plotly(root), out))
     stamp = {"study": study.study_name, "storage_state": storage_state(study),
              "files": {name: hashlib.sha256(text.encode()).hexdigest() for name, text in sorted(files.items())}}
     pending = out / PENDING
@@ -214,5 +215,5 @@ def export(study: optuna.Study, out_dir: str | Path, plotly_dir: str | Path | No
     write_text(pending / "export.json", _json(stamp))  # last: the set is complete
     _move_pending(out)
     refresh_note(study, a["note"])
-    attach_study(study, out)
+    attach_study(study, root)
     return {name: out / name for name in [*files, "export.json"]}

@@ -22,12 +22,22 @@
 # LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
 # OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
 # SOFTWARE.
-"""A small causal GPT after nanochat's core, with dropout at nanoGPT's places.
+"""A small causal GPT after nanochat's core (as launched, commit 3a5e0bc), with dropout at
+nanoGPT's places.
 
-Dropout sites: the (normed) embedding output, the attention probabilities (SDPA's
-`dropout_p`, only in training), and the attention and MLP residual outputs. The rate lives in
-one attribute, `model.dropout`, read at every forward, so a schedule can change it between
-steps; at 0 no dropout op runs at all, so the forward pass is exactly the dropout-free model.
+Dropout sites: the (normed) embedding output, the attention weights, and the attention and
+MLP residual outputs. The rate lives in one attribute, `model.dropout`, read at every forward,
+so a schedule can change it between steps; at 0 no dropout op runs and no random number is
+drawn, so the forward pass is exactly the dropout-free model.
+
+The attention site drops *keys* (DropKey, Li et al., CVPR 2023): each (query, earlier key)
+pair is masked before the softmax with probability p and the weights renormalise over the
+keys kept; a query always keeps itself, so no row is empty. nanoGPT instead zeroes weights
+after the softmax and rescales by 1/(1-p), which no fused attention kernel supports: on a CPU
+it fell back to unfused attention and made p = 0.1 cost 33-46% more per step
+(scripts/bench_train.py). Masking keys keeps the fused kernel, with the same mask rate.
+Masks come from 16 random bits per element (P(drop) = round(p·2^16)/2^16) on a CPU, where
+that is several times cheaper than Bernoulli sampling; elsewhere from uniform floats.
 """
 
 from __future__ import annotations
@@ -44,6 +54,11 @@ from .errors import UsageError
 
 SOFTCAP = 15.0
 ROPE_BASE = 10_000
+DROPOUT_FORM = {
+    "embedding, attention output, MLP output": "inverted dropout: each element zeroed with probability p, the rest scaled by 1/(1-p)",
+    "attention": "DropKey: each (query, earlier key) pair masked before the softmax with probability p, the diagonal "
+                 "always kept, weights renormalised over kept keys (nanoGPT: weights zeroed after the softmax, rescaled)",
+}
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,47 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([a * cos + b * sin, b * cos - a * sin], dim=-1)
 
 
+def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Uniform int16 draws from the torch RNG, four per 64-bit word (cheaper than floats on a CPU)."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def drop_threshold(p: float) -> int:
+    """An int16 draw d is dropped when d <= this: P(drop) = round(p * 2^16) / 2^16."""
+    return -32768 + round(p * 65536) - 1
+
+
+def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """A boolean mask, each element True (kept) with probability 1 - p."""
+    if device.type != "cpu":
+        return torch.rand(shape, device=device) >= p
+    return random_int16(shape, device) > drop_threshold(p)
+
+
+def drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout; the identity (and no random draw) when not training or p == 0."""
+    if not training or p == 0:
+        return x
+    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), 0.0)
+
+
+def drop_keys(batch: int, heads: int, T: int, p: float, device: torch.device) -> torch.Tensor:
+    """DropKey's attention mask (True = attend): causal, each earlier key masked with
+    probability p, the diagonal always kept."""
+    if device.type != "cpu":
+        keep = (torch.rand(batch, heads, T, T, device=device) >= p) | torch.eye(T, dtype=torch.bool, device=device)
+        return keep & torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    # one comparison per draw against a per-position threshold: int16's maximum above the
+    # diagonal (never kept), the rate's threshold below it; the diagonal is then set kept
+    threshold = torch.full((T, T), 32767, dtype=torch.int16, device=device)
+    threshold.masked_fill_(torch.ones(T, T, dtype=torch.bool, device=device).tril(-1), drop_threshold(p))
+    keep = random_int16((batch, heads, T, T), device) > threshold
+    keep.diagonal(dim1=-2, dim2=-1).fill_(True)
+    return keep
+
+
 class Attention(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -111,11 +167,11 @@ class Attention(nn.Module):
         B, T, C = x.shape
         qkv = self.c_qkv(x).view(B, T, 3 * self.heads, self.head_dim)
         qk = norm(rotate(qkv[:, :, : 2 * self.heads], cos, sin))  # rotary, then QK norm, as nanochat
-        q, k, v = qk[:, :, : self.heads], qk[:, :, self.heads :], qkv[:, :, 2 * self.heads :]
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-            is_causal=True, dropout_p=p if self.training else 0.0,
-        )
+        q, k, v = (t.transpose(1, 2) for t in (qk[:, :, : self.heads], qk[:, :, self.heads :], qkv[:, :, 2 * self.heads :]))
+        if self.training and p > 0:  # DropKey: mask keys before the softmax; a query always keeps itself
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=drop_keys(B, self.heads, T, p, x.device))
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -140,10 +196,6 @@ class Block(nn.Module):
         return x + drop(self.mlp(norm(x)), p, self.training)
 
 
-def drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    return F.dropout(x, p, True) if training and p > 0 else x
-
-
 class GPT(nn.Module):
     def __init__(self, spec: ModelSpec, vocab_size: int, seq_len: int):
         super().__init__()
@@ -161,18 +213,19 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """nanochat's init: N(0,1) embedding, fan-aware normal Linears, zero output projections."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                fan_out, fan_in = m.weight.shape
-                if m.weight.shape == (3 * fan_in, fan_in):  # the fused q, k, v: init as three squares
-                    fan_out = fan_in
-                m.weight.normal_(0.0, min(1.0, math.sqrt(fan_out / fan_in)) / math.sqrt(fan_in))
-        self.wte.weight.normal_(0.0, 1.0)
-        self.lm_head.weight.zero_()
+        """nanochat's init at 3a5e0bc, weight by weight (a Linear W x -> y gets
+        N(0, s^2), s = min(1, sqrt(fan_out / fan_in)) / sqrt(fan_in), after arXiv 2310.17813)."""
+        def fan_aware(weight: torch.Tensor, fan_out: int, fan_in: int) -> None:
+            weight.normal_(0.0, min(1.0, math.sqrt(fan_out / fan_in)) / math.sqrt(fan_in))
+
+        width = self.spec.width
+        self.wte.weight.normal_(0.0, 1.0)  # normed right after the lookup, so its scale does not matter
         for b in self.blocks:
-            b.attn.c_proj.weight.zero_()
+            fan_aware(b.attn.c_qkv.weight, width, width)  # three W x W maps (nanochat's c_q, c_k, c_v)
+            fan_aware(b.mlp.c_fc.weight, 4 * width, width)
+            b.attn.c_proj.weight.zero_()  # every block starts as the identity on the residual stream
             b.mlp.c_proj.weight.zero_()
+        self.lm_head.weight.zero_()  # uniform predictions at init: loss starts at ln(vocab)
 
     def set_dropout(self, p: float) -> None:
         """One rate for every dropout site, in force from the next forward pass."""

@@ -23,6 +23,7 @@ from . import NANOCHAT_ATTRIBUTION, __version__
 from .cache import TokenCache
 from .device import DeviceChoice
 from .errors import UsageError
+from .model import DROPOUT_FORM
 from .settings import Settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,7 @@ def build_config(s: Settings, cache: TokenCache, device: DeviceChoice, command: 
         "grid_seed": s.grid_seed,
         "models": [{"label": m.label, "shape": m.shape, "depth": m.depth, "heads": m.heads, "width": m.width,
                     "parameters": m.n_params(vocab)} for m in s.specs()],
+        "dropout_form": DROPOUT_FORM,
         "data": {"cache_dir": str(Path(s.cache_dir).resolve()), "tokens_file": cache.paths.tokens.name,
                  "tokenizer_file": cache.paths.tokenizer.name, "layout": cache.manifest["layout"],
                  "manifest": cache.manifest},

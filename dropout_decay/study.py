@@ -110,27 +110,29 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
     return drive(study, s, cache, device.name, out, args.threads)
 
 
-def drive(study, s, cache, device: str, out: Path, threads: int | None = None, plotly_dir: Path | None = None) -> int:
-    """Train the study's points here until none is left, then write its artefacts."""
-    from . import threads as cpu
+def drive(study, s, cache, device: str, out: Path, threads: int | None = None, root: Path | None = None) -> int:
+    """Train the study's points here until none is left, then write its artefacts into `out`.
+    `root` is the run folder holding plotly.js and the artifact store (default: `out`)."""
+    from . import cpu
     from .artefacts import export
     from .console import log
     from .objective import PointRunner
     from .runner import describe, work
 
     runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe(p)}"),
-                         threads=lambda: cpu.share(threads), artifacts=out)
+                         threads=lambda: cpu.share(threads), artifacts=root or out)
+    cpu.keep_freed_memory()
     cpu.register()
     try:
         status = work(study, runner)
     except KeyboardInterrupt:
-        export(study, out, plotly_dir)
+        export(study, out, root)
         log(f"interrupted: the running point is marked failed ('interrupted'); artefacts in {out}; "
             "rerun the same command to resume")
         return 130
     finally:
         cpu.unregister()
-    written = export(study, out, plotly_dir)
+    written = export(study, out, root)
     log(f"done: {status.complete}/{status.size} complete, {status.failed} failed; wrote {len(written)} files in {out}")
     return 0
 

@@ -1,13 +1,19 @@
-"""CPU threads per worker: the machine's cores shared among the dropout-decay workers on it.
+"""The CPU side of training: threads per worker, and glibc's allocator.
 
 Every torch process takes all cores by default, so two workers on a laptop each run twice as
 many threads as there are cores and both slow down. Each worker registers its pid in a
 per-machine folder; before each point it takes cores // (live workers) threads, unless the
 user fixed `--threads`. The count a point ran with is recorded on its trial.
+
+glibc returns large freed blocks to the system at once, so every step's activations and
+dropout masks are page-faulted in anew; keeping them (as jemalloc or tcmalloc would) made a
+CPU step about 10% faster here. `keep_freed_memory` asks glibc to do so; elsewhere it does nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import tempfile
 from pathlib import Path
@@ -51,3 +57,16 @@ def share(fixed: int | None = None) -> int:
     n = fixed or max(1, cores() // live_workers())
     torch.set_num_threads(n)
     return n
+
+
+def keep_freed_memory() -> bool:
+    """mallopt(M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, 1 GiB) on glibc; True when it took effect."""
+    name = ctypes.util.find_library("c")
+    if not name or os.uname().sysname != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
