@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 
 from .attachments import attach_study
-from .comparison import compare_arms
+from .comparison import claims, compare_arms
 from .files import write_text
 from .grid import first_complete
 from .notes import probe_note, refresh_note, replay_note, static_note, stream_note
@@ -139,8 +139,11 @@ def analyse(study: optuna.Study) -> dict:
         a["probe"] = analyse_probe(frame, config)
         a["note"] = probe_note(config, a["probe"])
     else:
-        decays = [d.name for d in parse_decays(settings["decays"], settings.get("calibrations"))]
-        a["comparison"] = [r | {"device": device, "mps_compliant": compliant} for r in compare_arms(frame, decays)]
+        parsed = parse_decays(settings["decays"], settings.get("calibrations"))
+        decays, calibrated = [d.name for d in parsed], [d.name for d in parsed if d.shape == "calibrated"]
+        a["comparison"] = [r | {"device": device, "mps_compliant": compliant}
+                           for r in compare_arms(frame, decays, calibrated)]
+        a["claims"] = claims(a["comparison"])
         a["note"] = stream_note(config, a["comparison"])
     if "replay_of" in config:
         original = optuna.load_study(study_name=config["replay_of"], storage=study._storage)
@@ -168,6 +171,8 @@ def render(a: dict, plotly_src: str) -> dict[str, str]:
         files["comparison.json"] = _json(a["comparison"])
         if a["comparison"]:
             files["comparison.csv"] = _csv(_flat(a["comparison"]))
+            files["claims.json"] = _json(a["claims"])
+            files["claims.csv"] = _csv(_flat(a["claims"]))
     if "replay" in a:
         files["replay.json"] = _json(a["replay"])
         files["replay.csv"] = _csv(pd.DataFrame(a["replay"]))

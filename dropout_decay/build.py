@@ -136,30 +136,39 @@ def difficulty(train: np.ndarray, vocab_size: int, utf8_bytes: int, chars: int, 
             "unigram_entropy_bits": float(-(p * np.log2(p)).sum())}
 
 
-def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: Layout = Layout()) -> TokenCache:
-    """Scan, train the tokenizer, encode, lay out; the manifest lands last."""
+def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: Layout = Layout(),
+                timings: dict | None = None) -> TokenCache:
+    """Scan, train the tokenizer, encode, lay out; the manifest lands last. `timings`, when
+    given, receives the seconds of each pass (scripts/bench_data.py)."""
+    timings = {} if timings is None else timings
     if not 256 + 1 < vocab_size <= 65536:
         raise UsageError(f"vocab size {vocab_size} must be in 258..65536 so ids fit uint16")
     paths = CachePaths(Path(cache_dir), vocab_size)
     t0 = time.perf_counter()
     lengths = scan(corpus)
+    timings["scan"] = time.perf_counter() - t0
     train_ids, val_ids = layout.split(lengths.size)
     keep, sample = sample_for_tokenizer(lengths, train_ids, layout.seed)
     log(f"tokenizer: training byte-level BPE, vocab {vocab_size}, on {sample['documents']:,} of {train_ids.size:,} "
         f"training documents ({sample['chars'] / 1e6:.1f}M chars) of {corpus.source}")
     t1 = time.perf_counter()
     tok = train_tokenizer((text for text, k in zip(corpus.documents(), keep) if k), vocab_size, length=sample["documents"])
-    log(f"tokenizer: done in {time.perf_counter() - t1:.1f}s, {tok.get_vocab_size()} ids")
+    timings["tokenizer"] = time.perf_counter() - t1
+    log(f"tokenizer: done in {timings['tokenizer']:.1f}s, {tok.get_vocab_size()} ids")
 
     paths.dir.mkdir(parents=True, exist_ok=True)
     paths.manifest.unlink(missing_ok=True)  # the cache is invalid until the new manifest lands
     scratch = paths.dir / f".scratch-v{vocab_size}.tmp"
     try:
+        t2 = time.perf_counter()
         offsets, utf8_bytes = encode(tok, corpus, int(lengths.sum()), scratch)
+        timings["encode"] = time.perf_counter() - t2
         if offsets.size != lengths.size + 1:
             raise UsageError(f"corpus {corpus.source} changed while it was being read; build again")
         atomic_write(paths.tokenizer, lambda f: f.write(tok.to_str()))
+        t3 = time.perf_counter()
         assemble(scratch, offsets, np.concatenate([train_ids, val_ids]), paths.tokens)
+        timings["assemble"] = time.perf_counter() - t3
     finally:
         scratch.unlink(missing_ok=True)
     sizes = offsets[1:] - offsets[:-1]
@@ -186,6 +195,7 @@ def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: 
         "val_documents": int(val_ids.size),
         "difficulty": difficulty(tokens[:n_train], vocab_size, utf8_bytes, int(lengths.sum()), n_train + n_val),
     })
+    timings["total"] = time.perf_counter() - t0
     log(f"cache: {n_train + n_val:,} tokens ({n_train:,} train, {n_val:,} val; documents "
         f"{layout.words()}) in {paths.dir} after {time.perf_counter() - t0:.1f}s")
     return load_cache(cache_dir, vocab_size)

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from .files import write_text
+from .plan import ORDER
 from .report import PLOTLY_JS, figure_divs, page
 
 
@@ -48,6 +49,10 @@ def _claims_table(claims: list[dict]) -> str:
             f"<th>95% interval</th><th>p (IUT, Holm)</th><th>seeds winning vs all</th></tr>{rows}</table>")
 
 
+def _in_order(by_stage: dict) -> list[tuple]:
+    return [(stage, by_stage[stage]) for stage in ORDER if stage in by_stage]
+
+
 def write_index(out: Path, record: dict, figures: dict[str, str]) -> None:
     status = record["status"]
     head = (f"<h1>Workflow {html.escape(record['workflow'])}: {html.escape(status)}</h1>"
@@ -62,10 +67,10 @@ def write_index(out: Path, record: dict, figures: dict[str, str]) -> None:
     stages = "".join(
         f"<tr><td><a href=\"{html.escape(e['report'])}\">{html.escape(name)}</a></td><td>{html.escape(e['study'])}</td>"
         f"<td>{e.get('complete', 0)}/{e['grid_size']}</td><td>{e.get('failed', 0)}</td>"
-        f"<td>{_num(e.get('trained_seconds', 0) / 60, '.1f')}</td></tr>" for name, e in record["stages"].items())
+        f"<td>{_num(e.get('trained_seconds', 0) / 60, '.1f')}</td></tr>" for name, e in _in_order(record["stages"]))
     body = (head + "<h2>Decisions</h2><table><tr><th>step</th><th>chosen</th><th>why</th></tr>" + decisions + "</table>"
             "<h2>Stages</h2><table><tr><th>stage (report)</th><th>study</th><th>complete</th><th>failed</th>"
             "<th>training minutes</th></tr>" + stages + "</table>"
             + _claims_table(record["stages"].get("stream", {}).get("claims", []))
-            + "".join(f"<h2>{html.escape(stage)}</h2>\n{divs}" for stage, divs in figures.items() if divs))
+            + "".join(f"<h2>{html.escape(stage)}</h2>\n{divs}" for stage, divs in _in_order(figures) if divs))
     write_text(Path(out) / "index.html", page(f"dropout-decay workflow {record['workflow']}", body, PLOTLY_JS))

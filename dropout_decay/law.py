@@ -31,6 +31,14 @@ def predict(law: dict, d: float) -> float:
     raise ValueError(f"unknown law form {law['form']!r}")
 
 
+def formula(law: dict) -> str:
+    """The law in words, e.g. 'p*(D) = max(0, 0.312 − 0.084·ln D)'."""
+    a, b = law["params"]["a"], law["params"]["b"]
+    if law["form"] == "log-linear":
+        return f"p*(D) = max(0, {a:.3g} − {b:.3g}·ln D)"
+    return f"p*(D) = {a:.3g}·D^(−{b:.3g})"
+
+
 def fit_form(form: str, d: np.ndarray, p: np.ndarray) -> dict:
     """Least-squares parameters of one form through the points (d, p)."""
     x = np.log(d)

@@ -10,6 +10,7 @@ import math
 
 import optuna
 
+from .law import formula
 from .replay import replay_summary
 
 
@@ -72,9 +73,7 @@ def probe_note(config: dict, probe: dict) -> str:
                      f"{_num(c['p_star_high'], '.3f')}] | {plateau} | {_num(c['gap_at_p0'])} |")
     law = probe["law"]
     if law.get("form"):
-        a, b = law["params"]["a"], law["params"]["b"]
-        formula = f"max(0, {a:.3f} − {b:.3f}·ln D)" if law["form"] == "log-linear" else f"{a:.3f}·D^(−{b:.3f})"
-        lines += ["", f"**Law:** p*(D) = {formula} ({law['form']}, chosen by {law['criterion']})."]
+        lines += ["", f"**Law:** {formula(law)} ({law['form']}, chosen by {law['criterion']}; D in {law['unit']})."]
     else:
         lines += ["", f"**No law:** {law['reason']}."]
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from .attachments import attach_trial
 from .cache import TokenCache
 from .console import log
 from .grid import search_space, surplus_to
+from .interrupts import shield
 from .model import ModelSpec
 from .recovery import worker_tag
 from .schedules import Schedule, static
@@ -43,6 +44,15 @@ class PointRunner:
         self.schedules = {a.name: a for a in self.settings.arms()}
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # anywhere in the point: record why, then stop the loop
+            shield()
+            self.interrupted = True
+            trial.study.stop()
+            return self._fail(trial, [], "interrupted")
+
+    def _run(self, trial: optuna.Trial) -> float:
         owner = surplus_to(trial.study, trial._trial_id, trial.number)
         if owner is not None:
             trial.set_user_attr("surplus_to", owner.number)
@@ -66,6 +76,7 @@ class PointRunner:
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:
+            shield()
             self.interrupted = True
             trial.study.stop()
             return self._fail(trial, rows, "interrupted")

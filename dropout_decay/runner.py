@@ -74,24 +74,30 @@ def find_previous_run(runs_dir: Path, stage: str, fingerprint: str) -> Path | No
 
 
 def print_status(study: optuna.Study, say: Callable[[str], None] = print) -> GridStatus:
+    """Where a study stands. A point whose worker was a process on this host that is gone is
+    shown as stale (with its pid), not running: the next run or worker re-queues it."""
     status = grid_status(study, study.sampler.size)
     config = load_config(study)
+    stale, failed = [], []
+    for trials in trials_by_point(study).values():
+        last = max(trials, key=lambda t: t.number)
+        done = any(t.state == TrialState.COMPLETE for t in trials)
+        if not done and last.state == TrialState.RUNNING and dead_local_pid(last) is not None:
+            stale.append(last)
+        if all(t.state == TrialState.FAIL for t in trials):
+            failed.append(last)
     say(f"study {study.study_name} ({config['stage']}, {config['compliance']['note']})")
-    say(f"  grid {status.size}: complete {status.complete}, running {status.running}, failed {status.failed}, "
-        f"queued {status.waiting}, left {status.left}")
+    say(f"  grid {status.size}: complete {status.complete}, running {status.running - len(stale)}, stale {len(stale)}, "
+        f"failed {status.failed}, queued {status.waiting}, left {status.left}")
     remaining = status.left + status.waiting + status.running
     if status.durations:
         mean = sum(status.durations) / len(status.durations)
         say(f"  mean {mean:.1f}s per point; ETA for one worker: {clock(mean * remaining)}")
     else:
         say("  no point has finished yet, so no time per point or ETA")
-    for trials in trials_by_point(study).values():
-        last = max(trials, key=lambda t: t.number)
-        if last.state == TrialState.RUNNING:
-            pid = dead_local_pid(last)
-            if pid is not None:
-                say(f"  stale: trial {last.number} {describe(last.params)}: its worker (pid {pid}) is gone; "
-                    "the next run or worker re-queues it")
-        if all(t.state == TrialState.FAIL for t in trials):
-            say(f"  failed: trial {last.number} {describe(last.params)}: {last.user_attrs.get('fail_reason', 'worker lost')}")
+    for t in stale:
+        say(f"  stale: trial {t.number} {describe(t.params)}: its worker (pid {dead_local_pid(t)}) is gone; "
+            "the next run or worker re-queues it")
+    for t in failed:
+        say(f"  failed: trial {t.number} {describe(t.params)}: {t.user_attrs.get('fail_reason', 'worker lost')}")
     return status

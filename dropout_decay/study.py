@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
+from .interrupts import doing, message, shield
 
 RUNS_DIR = Path("runs")
 COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume", "worker", "status", "export",
@@ -87,7 +88,9 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
     check_run_flags(args)
     s, lock = lock_model(settings_from_args(stage, args))
     device = select_device(s.device)  # before any model is built
+    doing("caching")
     cache = prepare_cache(s.data_source())
+    doing("starting")
     s = resolve(s, cache)
     config = build_config(s, cache, device, shlex.join(argv), lock, args.threads)
     name = args.study_name or f"{stage}-{config['fingerprint'][:8]}"
@@ -97,10 +100,12 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     out = Path(args.output_dir) if args.output_dir else (
         None if args.storage else find_previous_run(RUNS_DIR, stage, config["fingerprint"]))
-    out = out or RUNS_DIR / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = out or new_run_dir(stage)
     if not args.storage and not (out / "study.db").exists():
         out.mkdir(parents=True, exist_ok=True)  # a new folder cannot hold a clashing study
+    doing("creating")
     study = open_study(open_storage(args.storage or sqlite_url(out), args.heartbeat), name, config)
+    doing("ready")
     out.mkdir(parents=True, exist_ok=True)  # only once the storage has accepted the study
     requeued = requeue_failed(study, args.retry_failed)
     log(f"{stage}: study {name} in {args.storage or sqlite_url(out)}; output {out}; {device.note}")
@@ -108,6 +113,16 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
         log(f"re-queued {requeued} point(s) left failed or interrupted by an earlier run")
     export(study, out)
     return drive(study, s, cache, device.name, out, args.threads)
+
+
+def new_run_dir(prefix: str) -> Path:
+    """runs/<prefix>-<time>, with a suffix when a run of the same second already has it."""
+    base = RUNS_DIR / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
 
 
 def drive(study, s, cache, device: str, out: Path, threads: int | None = None, root: Path | None = None) -> int:
@@ -124,180 +139,19 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
     cpu.keep_freed_memory()
     cpu.register()
     try:
+        doing("training")
         status = work(study, runner)
     except KeyboardInterrupt:
+        shield()  # a second Ctrl-C must not tear what follows
         export(study, out, root)
         log(f"interrupted: the running point is marked failed ('interrupted'); artefacts in {out}; "
             "rerun the same command to resume")
         return 130
     finally:
         cpu.unregister()
+    doing("exporting")
     written = export(study, out, root)
     log(f"done: {status.complete}/{status.size} complete, {status.failed} failed; wrote {len(written)} files in {out}")
-    return 0
-
-
-def tool_parser(command: str, doc: str) -> Parser:
-    ap = Parser(prog=f"python -m dropout_decay.study {command}", description=doc)
-    ap.add_argument("run_dir", nargs="?", help="run folder holding study.db")
-    ap.add_argument("--storage", help="Optuna storage URL instead of a run folder")
-    ap.add_argument("--study", help="study name (needed with --storage)")
-    ap.add_argument("--output-dir", help="where to write artefacts (default: the run folder)")
-    return ap
-
-
-def locate(args: argparse.Namespace):
-    """(study, run folder) from RUN_DIR or --storage/--study. A run folder's study.db may also
-    hold replays; without --study the original study is meant."""
-    import optuna
-
-    from .storage import HEARTBEAT_S, open_storage, open_study, sqlite_url
-
-    heartbeat = getattr(args, "heartbeat", HEARTBEAT_S)
-    if args.storage:
-        if not args.study:
-            raise UsageError("--storage needs --study NAME")
-        study = open_study(open_storage(args.storage, heartbeat, must_exist=True), args.study)
-        return study, Path(args.output_dir or args.run_dir or f"{RUNS_DIR}/{args.study}")
-    if not args.run_dir:
-        raise UsageError("give a run folder, or --storage URL --study NAME")
-    run = Path(args.run_dir)
-    if not (run / "study.db").is_file():
-        raise UsageError(f"{run} holds no study.db")
-    storage = open_storage(sqlite_url(run), heartbeat, must_exist=True)
-    if args.study:
-        study = open_study(storage, args.study)
-        return study, Path(args.output_dir or (run if is_original(study) else run / args.study))
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    originals = [s for s in summaries if "replay_of" not in (s.user_attrs.get("config") or {})]
-    if len(originals) != 1:
-        names = ", ".join(s.study_name for s in originals)
-        raise UsageError(f"{run}/study.db holds {len(originals)} studies; pick one with --study ({names})")
-    return open_study(storage, originals[0].study_name), Path(args.output_dir or run)
-
-
-def is_original(study) -> bool:
-    from .provenance import load_config
-
-    return "replay_of" not in load_config(study)
-
-
-def join(command: str, rest: list[str]) -> int:
-    """`resume` and `worker`: continue a study from what its storage says, on this machine.
-
-    Any number of processes or machines may join one study: the storage hands each a different
-    grid point, a dead worker's point is re-queued (same host: at once; elsewhere: once its
-    heartbeat is stale), and each worker stops when nothing is left to train."""
-    from .console import log
-    from .device import select_device
-    from .provenance import load_config
-    from .recovery import requeue_failed
-    from .settings import Settings
-    from .storage import HEARTBEAT_S
-
-    ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
-    ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
-                    help=f"seconds between heartbeats; a point silent for twice this is retried (default {HEARTBEAT_S})")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
-    ap.add_argument("--cache-dir", help="token cache on this machine (default: the study's; built from its corpus if missing)")
-    args = ap.parse_args(rest)
-    check_run_flags(args)
-    study, out = locate(args)
-    config = load_config(study)
-    s = Settings.from_dict(config["settings"])
-    device = select_device(s.device)
-    cache = join_cache(s, config, args.cache_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    requeue_failed(study)
-    log(f"{command}: study {study.study_name} ({study.sampler.size} points); output {out}; {device.note}")
-    return drive(study, s, cache, device.name, out, args.threads)
-
-
-def join_cache(s, config: dict, cache_dir: str | None = None):
-    """The study's data on this machine: the local cache, else one built from the study's corpus;
-    refused unless it is exactly the data the study began with."""
-    from dataclasses import replace
-
-    from .cache import load_cache, prepare_cache
-    from .provenance import data_identity
-    from .settings import Settings
-
-    cache_dir = cache_dir or s.cache_dir
-    try:
-        cache = load_cache(cache_dir, s.vocab_size)
-    except UsageError:
-        cache = prepare_cache(replace(s.data_source(), cache_dir=cache_dir, use_cached=False))
-    if Settings.from_dict(config["settings"]).fingerprint(data_identity(cache)) != config["fingerprint"]:
-        raise UsageError(f"the cache in {cache_dir} is not the data this study began with")
-    return cache
-
-
-def replay(rest: list[str], argv: list[str]) -> int:
-    """Re-run a stored grid (or part of it) into a new study in the same storage and report,
-    per point, the change in val loss and whether it is bitwise identical."""
-    from .console import log
-    from .device import select_device
-    from .provenance import build_config, load_config
-    from .replay import replay_name, replay_rows, replay_settings, replay_summary
-    from .storage import open_study
-
-    ap = tool_parser("replay", "Re-run a stored grid, or part of it, into a new study in the same storage.")
-    ap.add_argument("--seeds", nargs="+", type=int, help="replay only these seeds")
-    ap.add_argument("--models", nargs="+", help="replay only these model labels (e.g. winner)")
-    ap.add_argument("--arms", nargs="+", help="stream: replay only these arms (static:0.1, decay names)")
-    ap.add_argument("--dropout-rates", nargs="+", type=float, help="static sweeps: replay only these rates")
-    ap.add_argument("--device", help="run on another device than the stored one (then expect differences)")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
-    args = ap.parse_args(rest)
-    study, out = locate(args)
-    config = load_config(study)
-    s = replay_settings(config, args.seeds, args.models, args.arms, args.dropout_rates, args.device)
-    device = select_device(s.device)
-    cache = join_cache(s, config)
-    name = replay_name(study._storage, study.study_name)
-    new = build_config(s, cache, device, shlex.join(argv), config.get("lock"), args.threads) | {"replay_of": study.study_name}
-    target = open_study(study._storage, name, new)
-    folder = (out if is_original(study) else out.parent) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    log(f"replay: {new['grid_size']} of {config['grid_size']} points of {study.study_name} into study {name}; output {folder}")
-    code = drive(target, s, cache, device.name, folder, args.threads)
-    rows = replay_rows(study, target)
-    same, worst = replay_summary(rows)
-    print(f"replay {name}: {same}/{len(rows)} points bitwise identical, largest |delta val loss| {worst:.3g}; "
-          f"per point in {folder / 'replay.csv'}")
-    return code
-
-
-def dashboard(rest: list[str]) -> int:
-    import optuna
-
-    from .artefacts import analyse
-    from .attachments import ARTIFACTS
-    from .dashboard import free_port, serve
-    from .notes import refresh_note
-    from .storage import open_storage, sqlite_url
-
-    ap = tool_parser("dashboard", "Serve optuna-dashboard for a run on 127.0.0.1 (it has no authentication).")
-    ap.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1, 1..65535, or 0 for any free one (default 8080)")
-    args = ap.parse_args(rest)
-    port = free_port(args.port)
-    if not args.run_dir and not args.storage:
-        runs = sorted(RUNS_DIR.glob("**/study.db"), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise UsageError(f"no run under {RUNS_DIR}/; give a run folder or --storage URL")
-        args.run_dir = str(runs[-1].parent)
-    url = args.storage or sqlite_url(Path(args.run_dir))
-    storage = open_storage(url, must_exist=True)
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if "config" in summary.user_attrs:  # notes of runs exported before they existed, too
-            study = optuna.load_study(study_name=summary.study_name, storage=storage)
-            refresh_note(study, analyse(study)["note"])
-    artifacts = Path(args.output_dir or args.run_dir or ".") / ARTIFACTS
-    print(f"optuna-dashboard for {url} at http://127.0.0.1:{port}/dashboard/ (Ctrl-C stops it)", flush=True)
-    try:
-        serve(storage, port, artifacts)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -313,36 +167,6 @@ def run_file(rest: list[str], argv: list[str]) -> int:
     return launch(stage, ap.parse_args(rest[1:]), argv)
 
 
-def status(rest: list[str]) -> int:
-    from .runner import print_status
-
-    study, _ = locate(tool_parser("status", "Where a study stands.").parse_args(rest))
-    print_status(study)
-    return 0
-
-
-def export_command(rest: list[str]) -> int:
-    from .artefacts import export
-
-    study, out = locate(tool_parser("export", "Rebuild every artefact from storage.").parse_args(rest))
-    written = export(study, out)
-    print(f"wrote {len(written)} files in {out}: {', '.join(written)}")
-    return 0
-
-
-def cache_command(rest: list[str]) -> int:
-    from .cache import prepare_cache
-    from .settings import Settings, add_stage_flags, check, settings_from_args
-
-    ap = Parser(prog="python -m dropout_decay.study cache", description="Build or check the token cache.")
-    add_stage_flags(ap)
-    s = settings_from_args("screen", ap.parse_args(rest))
-    cache = prepare_cache(s.data_source())
-    print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val; "
-          f"documents {cache.layout.words()})")
-    return 0
-
-
 def dispatch(command: str, rest: list[str], argv: list[str]) -> int:
     if command in ("screen", "confirm", "probe", "stream"):
         return launch(command, stage_parser(command, f"python -m dropout_decay.study {command}").parse_args(rest), argv)
@@ -352,18 +176,20 @@ def dispatch(command: str, rest: list[str], argv: list[str]) -> int:
         from .workflow import workflow_command
 
         return workflow_command(rest, argv)
+    from . import tools
+
     if command in ("resume", "worker"):
-        return join(command, rest)
+        return tools.join(command, rest)
     if command == "replay":
-        return replay(rest, argv)
+        return tools.replay(rest, argv)
     if command == "dashboard":
-        return dashboard(rest)
+        return tools.dashboard(rest)
     if command == "status":
-        return status(rest)
+        return tools.status(rest)
     if command == "export":
-        return export_command(rest)
+        return tools.export_command(rest)
     if command == "cache":
-        return cache_command(rest)
+        return tools.cache_command(rest)
     raise UsageError(f"unknown command {command!r} (choose from {', '.join(COMMANDS)})")
 
 
@@ -389,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted before anything was written; nothing to resume", file=sys.stderr)
+        shield()
+        print(message(), file=sys.stderr)
         return 130
 
 

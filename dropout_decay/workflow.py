@@ -18,7 +18,9 @@ from pathlib import Path
 import optuna
 
 from .console import log
+from .interrupts import doing
 from .errors import UsageError
+from .law import formula
 from .plan import WorkflowFile, derived_stream_arms, load_workflow
 
 ADVICE = ["more steps per token (a larger --steps, or a smaller --token-limits) so the models overfit",
@@ -55,7 +57,7 @@ def folder(wf: WorkflowFile, output_dir: str | None) -> Path:
     """The given folder, else the latest one this same workflow file made (to resume), else a new one."""
     import json
 
-    from .study import RUNS_DIR
+    from .study import RUNS_DIR, new_run_dir
 
     if output_dir:
         return Path(output_dir)
@@ -66,7 +68,7 @@ def folder(wf: WorkflowFile, output_dir: str | None) -> Path:
                 previous.append(record.parent)
         except (OSError, ValueError):
             continue
-    return max(previous, default=None) or RUNS_DIR / f"{wf.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return max(previous, default=None) or new_run_dir(wf.name)
 
 
 class Workflow:
@@ -117,7 +119,7 @@ class Workflow:
             if probe is None:
                 return 130
             law = probe["analysis"]["probe"]["law"]
-            self.decide("probe law", law.get("form") or "none", law.get("reason") or str(law.get("params")))
+            self.decide("probe law", law.get("form") or "none", law.get("reason") or formula(law))
             if law.get("form") and self.wf.tables["stream"].get("calibrated", True):
                 calibration = f"calibrated:calibrated:{self.out / 'probe' / 'probe.json'}"
         statics, decays, rule = derived_stream_arms(locked["best_p"], rates)
@@ -155,16 +157,20 @@ class Workflow:
             study = open_study(self.storage, name)
             config = load_config(study)
             settings = Settings.from_dict(config["settings"])
+            doing("caching")
             cache = prepare_cache(settings.data_source())
             if Settings.from_dict(config["settings"]).fingerprint(data_identity(cache)) != config["fingerprint"]:
                 raise UsageError(f"the cache in {settings.cache_dir} is not the data study {name} began with")
         else:
             settings = self.wf.settings(stage, handed, forced={"decays"} if stage == "stream" else set())
+            doing("caching")
             cache = prepare_cache(settings.data_source())
             settings = resolve(settings, cache)
             config = build_config(settings, cache, self.device, self.command, lock, self.args.threads)
             config["handoff"] = handoff
+            doing("creating")
             study = open_study(self.storage, name, config)
+        doing("ready")
         requeue_failed(study)
         stage_dir = self.out / stage
         entry = self.record["stages"].setdefault(stage, {})

@@ -30,7 +30,10 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted before anything was written; nothing to resume", file=sys.stderr)
+        from dropout_decay.interrupts import message, shield
+
+        shield()
+        print(message(), file=sys.stderr)
         return 130
 
 

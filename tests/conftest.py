@@ -5,14 +5,24 @@ import glob
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
+from dropout_decay import study as cli
 from dropout_decay.build import build_cache
+from dropout_decay.cache import load_cache
 from dropout_decay.corpus import load_corpus
+from dropout_decay.device import select_device
+from dropout_decay.provenance import build_config
+from dropout_decay.settings import Settings, check
+from dropout_decay.storage import open_storage, open_study, sqlite_url
 
 FIXTURE_CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 TEST_VOCAB = 512
@@ -77,3 +87,68 @@ def postgres_url(postgres_server, request):
         con.execute(f"DROP DATABASE IF EXISTS {name}")
         con.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
+
+
+# --- helpers shared by the test modules --------------------------------------------------
+
+TRAIN = ["--batch-size", "4", "--seq-len", "32", "--eval-batches", "2", "--eval-every", "15", "--log-every", "10"]
+
+
+def tiny(cache_dir, out, *extra):
+    return ["--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
+            "--models", "1x2x32", "--seeds", "1", "2", "--dropout-rates", "0", "0.1", "0.3", "--steps", "30",
+            "--output-dir", str(out), *TRAIN, *extra]
+
+
+def load(out):
+    storage = open_storage(sqlite_url(Path(out)))
+    [name] = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def points(study, state=TrialState.COMPLETE):
+    return sorted(tuple(sorted(t.params.items())) for t in study.get_trials(states=(state,)))
+
+
+def mid_grid(db: Path) -> bool:
+    """A COMPLETE trial and a RUNNING one that has registered its worker (plain read-only SQL)."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            states = [s for (s,) in con.execute("SELECT state FROM trials")]
+            workers = con.execute("SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t USING (trial_id) "
+                                  "WHERE a.key = 'worker' AND t.state = 'RUNNING'").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    return "COMPLETE" in states and workers > 0
+
+
+T_975_2DF = 4.302652729749464  # Student's t, 97.5th percentile, 2 degrees of freedom (from a table)
+ARMS = ["static:0", "static:0.1", "d"]
+# segment -> arm -> val loss of seeds 1, 2, 3
+VAL = {0: {"static:0": [5.0, 5.1, 5.2], "static:0.1": [5.3, 5.2, 5.4], "d": [5.2, 5.3, 5.35]},
+       1: {"static:0": [4.00, 4.10, 4.20], "static:0.1": [3.90, 4.00, 4.05], "d": [3.80, 3.92, 3.98]}}
+
+
+def constructed_stream(cache_dir, tmp_path) -> Path:
+    """A stream study whose trials carry hand-chosen losses (no training), exported."""
+    tmp_path.mkdir(exist_ok=True)
+    s = check(Settings(stage="stream", models=["winner=1x2x32"], seeds=[1, 2, 3], dropout_rates=[0.0, 0.1],
+                       decays=["d:0.2:0.1:cosine"], stream_token_caps=[1000, 2000], device="cpu",
+                       cache_dir=str(cache_dir), vocab_size=TEST_VOCAB))
+    config = build_config(s, load_cache(cache_dir, TEST_VOCAB), select_device("cpu"), "constructed", None)
+    study = open_study(open_storage(sqlite_url(tmp_path)), "constructed", config)
+    space = {k: CategoricalDistribution(v) for k, v in config["grid"].items()}
+    for seed in (1, 2, 3):
+        for arm in ARMS:
+            segments = [{"segment": i, "cap": cap, "step": 10 * (i + 1), "dropout_in_force": 0.1, "train_loss": 3.0,
+                       "val_loss": VAL[i][arm][seed - 1], "gap": VAL[i][arm][seed - 1] - 3.0}
+                      for i, cap in enumerate((1000, 2000))]
+            study.add_trial(optuna.trial.create_trial(
+                params={"model": "winner", "seed": seed, "arm": arm}, distributions=space,
+                value=segments[-1]["val_loss"], user_attrs={"segments": segments}))
+    assert cli.main(["export", str(tmp_path)]) == 0
+    return tmp_path
+
+

@@ -4,7 +4,6 @@ import gzip
 import json
 import re
 import shutil
-from collections import Counter
 
 import numpy as np
 import pyarrow as pa

@@ -13,48 +13,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import CategoricalDistribution
 
 from dropout_decay import study as cli
-from dropout_decay.cache import load_cache
 from dropout_decay.comparison import paired
-from dropout_decay.device import select_device
-from dropout_decay.provenance import build_config
-from dropout_decay.storage import open_storage, open_study, sqlite_url
-from dropout_decay.settings import Settings, check
+from dropout_decay.storage import open_storage, sqlite_url
 
-from conftest import TEST_VOCAB
-from test_study import TRAIN, load, tiny
+from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, load, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-T_975_2DF = 4.302652729749464  # Student's t, 97.5th percentile, 2 degrees of freedom (from a table)
-ARMS = ["static:0", "static:0.1", "d"]
-# stage -> arm -> val loss of seeds 1, 2, 3
-VAL = {0: {"static:0": [5.0, 5.1, 5.2], "static:0.1": [5.3, 5.2, 5.4], "d": [5.2, 5.3, 5.35]},
-       1: {"static:0": [4.00, 4.10, 4.20], "static:0.1": [3.90, 4.00, 4.05], "d": [3.80, 3.92, 3.98]}}
-
-
-def constructed_stream(cache_dir, tmp_path) -> Path:
-    """A stream study whose trials carry hand-chosen losses (no training), exported."""
-    tmp_path.mkdir(exist_ok=True)
-    s = check(Settings(stage="stream", models=["winner=1x2x32"], seeds=[1, 2, 3], dropout_rates=[0.0, 0.1],
-                          decays=["d:0.2:0.1:cosine"], stream_token_caps=[1000, 2000], device="cpu",
-                          cache_dir=str(cache_dir), vocab_size=TEST_VOCAB))
-    config = build_config(s, load_cache(cache_dir, TEST_VOCAB), select_device("cpu"), "constructed", None)
-    study = open_study(open_storage(sqlite_url(tmp_path)), "constructed", config)
-    space = {k: CategoricalDistribution(v) for k, v in config["grid"].items()}
-    for seed in (1, 2, 3):
-        for arm in ARMS:
-            stages = [{"segment": i, "cap": cap, "step": 10 * (i + 1), "dropout_in_force": 0.1, "train_loss": 3.0,
-                       "val_loss": VAL[i][arm][seed - 1], "gap": VAL[i][arm][seed - 1] - 3.0}
-                      for i, cap in enumerate((1000, 2000))]
-            study.add_trial(optuna.trial.create_trial(
-                params={"model": "winner", "seed": seed, "arm": arm}, distributions=space,
-                value=stages[-1]["val_loss"], user_attrs={"segments": stages}))
-    assert cli.main(["export", str(tmp_path)]) == 0
-    return tmp_path
-
-
 def by_hand(diffs):
     n = len(diffs)
     mean = sum(diffs) / n

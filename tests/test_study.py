@@ -5,42 +5,22 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 from dropout_decay import study as cli
 from dropout_decay.model import GPT
-from dropout_decay.storage import open_storage, sqlite_url
 from dropout_decay.selection import select_curve
 
-from conftest import TEST_VOCAB
+from conftest import TEST_VOCAB, TRAIN, load, mid_grid, points, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["--batch-size", "4", "--seq-len", "32", "--eval-batches", "2", "--eval-every", "15", "--log-every", "10"]
-
-
-def tiny(cache_dir, out, *extra):
-    return ["--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
-            "--models", "1x2x32", "--seeds", "1", "2", "--dropout-rates", "0", "0.1", "0.3", "--steps", "30",
-            "--output-dir", str(out), *TRAIN, *extra]
-
-
-def load(out):
-    storage = open_storage(sqlite_url(Path(out)))
-    [name] = optuna.study.get_all_study_names(storage)
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def points(study, state=TrialState.COMPLETE):
-    return sorted(tuple(sorted(t.params.items())) for t in study.get_trials(states=(state,)))
 
 
 def test_screen_runs_every_point_once_and_rerun_trains_nothing(cache_dir, tmp_path, capsys):
@@ -73,20 +53,6 @@ def test_screen_runs_every_point_once_and_rerun_trains_nothing(cache_dir, tmp_pa
     assert len(load(out).trials) == 6
 
 
-def mid_grid(db: Path) -> bool:
-    """A COMPLETE trial and a RUNNING one that has registered its worker (plain read-only SQL)."""
-    if not db.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            states = [s for (s,) in con.execute("SELECT state FROM trials")]
-            workers = con.execute("SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t USING (trial_id) "
-                                  "WHERE a.key = 'worker' AND t.state = 'RUNNING'").fetchone()[0]
-    except sqlite3.Error:
-        return False
-    return "COMPLETE" in states and workers > 0
-
-
 def test_sigkill_mid_grid_then_resume_completes_each_point_once(cache_dir, tmp_path):
     out = tmp_path / "run"
     args = tiny(cache_dir, out, "--steps", "300")
@@ -110,6 +76,15 @@ def test_sigkill_mid_grid_then_resume_completes_each_point_once(cache_dir, tmp_p
     assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == f"worker lost (pid {proc.pid} died)"
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    # the exported artefacts hold every point once, the retried one too, never the failed attempt
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((m["seed"], m["dropout"]) for m in metrics) == sorted(
+        (s, p) for s in (1, 2) for p in (0.0, 0.1, 0.3))
+    assert failed[0].number not in {m["trial"] for m in metrics} and retry[0].number in {m["trial"] for m in metrics}
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["n"]) == [2, 2, 2]
+    [sel] = json.loads((out / "model_selection.json").read_text())
+    assert sel["n_seeds"] == 2 and len(sel["rates"]) == 3
 
 
 def test_ctrl_c_marks_the_point_interrupted_exits_130_and_resumes(cache_dir, tmp_path):
@@ -160,6 +135,19 @@ def test_nan_point_fails_with_reason_and_the_rest_complete(cache_dir, tmp_path, 
     assert "failed 2" in capsys.readouterr().out
     assert cli.main(["screen", *tiny(cache_dir, out), "--retry-failed"]) == 0
     assert len(load(out).trials) == 8
+
+
+def test_the_same_command_without_output_dir_resumes_the_previous_folder(cache_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/ lands here
+    args = [a for a in tiny(cache_dir, tmp_path / "unused") if a not in ("--output-dir", str(tmp_path / "unused"))]
+    assert cli.main(["screen", *args]) == 0
+    [first] = list((tmp_path / "runs").iterdir())
+    stamp = (first / "study.db").stat().st_mtime_ns
+    assert cli.main(["screen", *args]) == 0
+    assert list((tmp_path / "runs").iterdir()) == [first]  # no second folder
+    assert len(load(first).trials) == 6  # nothing trained twice
+    assert cli.main(["screen", *args, "--steps", "31"]) == 0  # another experiment: a new folder
+    assert len(list((tmp_path / "runs").iterdir())) == 2 and (first / "study.db").stat().st_mtime_ns >= stamp
 
 
 def test_export_from_a_copied_storage_is_byte_identical(cache_dir, tmp_path):

@@ -2,6 +2,9 @@
 
 import math
 
+import numpy as np
+import torch
+
 import pytest
 
 from dropout_decay import batches, train as train_mod
@@ -77,3 +80,50 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
     lrs = [train_mod.lr_at(s, 100, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def test_validation_batches_come_only_from_held_out_documents_and_overfitting_shows_a_gap(cache, monkeypatch):
+    calls = []
+    evaluate = train_mod.evaluate
+    monkeypatch.setattr(train_mod, "evaluate", lambda model, b: calls.append(b) or evaluate(model, b))
+    cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=10, eval_batches=3, eval_every=0)
+    [row] = train(parse_model_spec("2x2x64"), static(0.0), [Segment(3000, 400)], cache, cfg, 1)
+    train_batches, val_batches = calls  # one evaluation: the segment's pool, then validation
+    val, pool = np.asarray(cache.val), np.asarray(cache.train_pool(3000))
+
+    def inside(window, tokens):
+        starts = np.flatnonzero(tokens[: tokens.size - window.size + 1] == window[0])
+        return any(np.array_equal(tokens[s : s + window.size], window) for s in starts)
+
+    assert all(inside(w, val) for b in val_batches for w in b.numpy())
+    assert all(inside(w, pool) for b in train_batches for w in b.numpy())
+    assert not any(inside(w, val) for b in train_batches for w in b.numpy()[:4])
+    assert row["gap"] > 0.5  # 400 steps x 256 tokens over a 3,000-token pool: it memorises
+
+
+def test_the_seed_orders_the_batches_even_with_the_init_held_fixed(cache, monkeypatch):
+    from dropout_decay.model import GPT
+
+    init = GPT.reset_parameters
+
+    def fixed_init(self):
+        state = torch.random.get_rng_state()
+        torch.manual_seed(1234)  # the same weights whatever the run's seed
+        init(self)
+        torch.random.set_rng_state(state)
+
+    monkeypatch.setattr(GPT, "reset_parameters", fixed_init)
+    runs = []
+    for seed in (1, 1, 2):
+        trace = []
+        train(SPEC, static(0.0), [Segment(8000, 20)], cache, CFG, seed, trace=trace.append)  # p = 0: no masks
+        runs.append([r["loss"] for r in trace if r["kind"] == "train"])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]  # only the batch order differs
+
+
+def test_the_learning_rate_and_the_trace_carry_tokens_seen(cache):
+    trace = []
+    train(SPEC, static(0.1), [Segment(4000, 20), Segment(8000, 20)], cache, CFG, 1, trace=trace.append)
+    assert all(r["tokens"] == r["step"] * CFG.batch_size * CFG.seq_len for r in trace)
+    assert [r["step"] for r in trace if r["kind"] == "eval"] == [20, 40]

@@ -25,7 +25,7 @@ from dropout_decay.settings import Settings, check
 from dropout_decay.train import TrainConfig
 
 from conftest import TEST_VOCAB
-from test_study import TRAIN, points
+from conftest import TRAIN, points
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # one thread each: several workers share 2 cores, results stay bitwise equal

@@ -1,0 +1,207 @@
+"""The GPT against a separately written reference forward pass, and each part's defining property:
+rotary is a rotation that makes q·k depend on the offset only, QK norm gives unit RMS, and every
+dropout site is active in training, off in eval, at its rate."""
+
+import math
+
+import pytest
+import torch
+
+from dropout_decay.model import GPT, drop_keys, drop_threshold, keep_mask, norm, parse_model_spec, rotate
+
+V, T = 50, 12
+
+
+def randomised(spec="2x2x16", seed=0) -> GPT:
+    torch.manual_seed(seed)
+    model = GPT(parse_model_spec(spec), V, T)
+    with torch.no_grad():
+        for p in model.parameters():  # out of the zero init, so every part shows in the output
+            p.normal_(0, 0.3)
+    return model
+
+
+def reference_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """nanochat's forward, written out plainly from the description (not from model.py): one
+    sequence, one head, one position at a time."""
+    W = model.spec.width
+    H, D = model.spec.heads, W // model.spec.heads
+    eps = torch.finfo(torch.float32).eps
+
+    def rms(v):
+        return v / torch.sqrt((v * v).mean() + eps)
+
+    def rope(v, pos):  # rotate the pair (v[i], v[i + D/2]) by angle pos * base^(-2i/D)
+        out = v.clone()
+        for i in range(D // 2):
+            theta = pos * 10000 ** (-2 * i / D)
+            a, b = v[i], v[i + D // 2]
+            out[i] = a * math.cos(theta) + b * math.sin(theta)
+            out[i + D // 2] = b * math.cos(theta) - a * math.sin(theta)
+        return out
+
+    out = []
+    for seq in idx:
+        x = [rms(model.wte.weight[t]) for t in seq]
+        for block in model.blocks:
+            wq, wk, wv = block.attn.c_qkv.weight.split(W)
+            h = [rms(v) for v in x]
+            attended = []
+            for i in range(len(seq)):
+                heads = []
+                for hd in range(H):
+                    s = slice(hd * D, (hd + 1) * D)
+                    q = rms(rope((wq @ h[i])[s], i))
+                    keys = [rms(rope((wk @ h[j])[s], j)) for j in range(i + 1)]
+                    scores = torch.stack([q @ k for k in keys]) / math.sqrt(D)
+                    weights = torch.softmax(scores, dim=0)
+                    heads.append(sum(w * (wv @ h[j])[s] for j, w in enumerate(weights)))
+                attended.append(block.attn.c_proj.weight @ torch.cat(heads))
+            x = [a + b for a, b in zip(x, attended)]
+            x = [v + block.mlp.c_proj.weight @ torch.relu(block.mlp.c_fc.weight @ rms(v)) ** 2 for v in x]
+        logits = torch.stack([model.lm_head.weight @ rms(v) for v in x])
+        out.append(15 * torch.tanh(logits / 15))
+    return torch.stack(out)
+
+
+def test_logits_match_a_separately_written_reference_forward_pass():
+    model = randomised().eval()
+    idx = torch.randint(0, V, (2, T))
+    with torch.no_grad():
+        ours, ref = model(idx), reference_logits(model, idx)
+    assert ours.shape == ref.shape == (2, T, V)
+    assert torch.allclose(ours, ref, atol=2e-4), (ours - ref).abs().max()
+    assert ours.abs().max() < 15  # soft-capped
+    x = torch.randint(0, V, (2, T + 1))
+    loss = model(x[:, :-1], x[:, 1:])
+    expected = torch.nn.functional.cross_entropy(reference_logits(model, x[:, :-1]).reshape(-1, V), x[:, 1:].reshape(-1))
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_rotary_is_a_rotation_whose_dot_products_depend_on_the_offset_only():
+    D, n = 16, 40
+    inv = 10000 ** (-torch.arange(0, D, 2) / D)
+    angles = torch.outer(torch.arange(n, dtype=torch.float32), inv)
+    cos, sin = angles.cos(), angles.sin()
+    torch.manual_seed(1)
+    q, k = torch.randn(D), torch.randn(D)
+    at = lambda v, pos: rotate(v[None], cos[pos], sin[pos])[0]
+    for pos in (0, 3, 17):
+        assert at(q, pos).norm() == pytest.approx(q.norm().item(), rel=1e-5)
+    for shift in (1, 5, 9):
+        for i, j in ((7, 2), (20, 20), (30, 11)):
+            assert (at(q, i) @ at(k, j)).item() == pytest.approx((at(q, i + shift) @ at(k, j + shift)).item(), abs=1e-4)
+    assert (at(q, 5) @ at(k, 2)).item() != pytest.approx((at(q, 6) @ at(k, 2)).item(), abs=1e-3)  # it does rotate
+    assert torch.equal(at(q, 0), q)
+
+
+def test_qk_norm_gives_each_head_vector_unit_rms():
+    model = randomised("1x2x16").eval()
+    captured = {}
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        captured["q"], captured["k"], captured["v"] = q, k, v
+        return sdpa(q, k, v, **kwargs)
+
+    torch.nn.functional.scaled_dot_product_attention = spy
+    try:
+        model(torch.randint(0, V, (3, T)))
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
+    for name in ("q", "k"):
+        rms = captured[name].pow(2).mean(-1).sqrt()
+        assert torch.allclose(rms, torch.ones_like(rms), atol=1e-4), name
+    assert not torch.allclose(captured["v"].pow(2).mean(-1).sqrt(), torch.ones(1), atol=1e-2)  # values are not normed
+
+
+def block_delta(model: GPT, p: float, train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(block input, block output, attention-or-MLP output) of block 0, via hooks."""
+    seen = {}
+    block = model.blocks[0]
+    hooks = [block.register_forward_pre_hook(lambda m, args: seen.__setitem__("x0", args[0].detach())),
+             block.register_forward_hook(lambda m, args, out: seen.__setitem__("x2", out.detach())),
+             block.attn.register_forward_hook(lambda m, args, out: seen.__setitem__("attn", out.detach())),
+             block.mlp.register_forward_hook(lambda m, args, out: seen.__setitem__("mlp", out.detach()))]
+    model.train(train)
+    model.set_dropout(p)
+    with torch.no_grad():
+        model(torch.randint(0, V, (8, T)))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("site", ["attention output", "MLP output"])
+def test_each_residual_dropout_site_zeroes_at_its_rate_and_rescales(site):
+    model = randomised("1x2x16")
+    with torch.no_grad():  # silence the other site, so the block adds exactly this one
+        (model.blocks[0].mlp.c_proj if site == "attention output" else model.blocks[0].attn.c_proj).weight.zero_()
+    key = "attn" if site == "attention output" else "mlp"
+    p = 0.3
+    seen = block_delta(model, p, train=True)
+    delta, out = seen["x2"] - seen["x0"], seen[key]
+    dropped = (delta == 0) & (out != 0)
+    assert dropped.float().mean().item() == pytest.approx(p, abs=0.05)
+    kept = ~dropped & (out != 0)
+    assert torch.allclose(delta[kept], out[kept] / (1 - p), atol=1e-5)
+    evaluated = block_delta(model, p, train=False)
+    assert torch.allclose(evaluated["x2"] - evaluated["x0"], evaluated[key], atol=1e-6)  # off in eval
+
+
+def test_embedding_dropout_is_active_in_training_only():
+    model = randomised("1x2x16")
+    p = 0.4
+    idx = torch.randint(0, V, (8, T))
+    clean = norm(model.wte(idx)).detach()
+    seen = {}
+    model.blocks[0].register_forward_pre_hook(lambda m, args: seen.__setitem__("x0", args[0].detach()))
+    model.train()
+    model.set_dropout(p)
+    with torch.no_grad():
+        model(idx)
+    zero = seen["x0"] == 0
+    assert zero.float().mean().item() == pytest.approx(p, abs=0.05)
+    assert torch.allclose(seen["x0"][~zero], clean[~zero] / (1 - p), atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        model(idx)
+    assert torch.equal(seen["x0"], clean)
+
+
+def test_attention_dropout_masks_keys_before_the_softmax_in_training_only():
+    model = randomised("1x2x16")
+    attn = model.blocks[0].attn
+    x = torch.randn(4, T, 16)
+    cos, sin = model.cos[:, :T], model.sin[:, :T]
+    attn.eval()
+    reference = attn(x, cos, sin, 0.5)
+    attn.train()
+    torch.manual_seed(3)
+    trained = attn(x, cos, sin, 0.5)
+    assert not torch.allclose(trained, reference, atol=1e-4)  # active in training
+    assert torch.equal(attn(x, cos, sin, 0.0), reference)  # p = 0 is the plain model
+    # the first query sees only itself, which DropKey always keeps: its output never changes
+    assert torch.allclose(trained[:, 0], reference[:, 0], atol=1e-6)
+
+
+def test_drop_key_masks_are_causal_keep_the_diagonal_and_mask_at_the_rate():
+    torch.manual_seed(0)
+    p, n = 0.3, 64
+    keep = drop_keys(16, 4, n, p, torch.device("cpu"))
+    assert keep.dtype == torch.bool and keep.shape == (16, 4, n, n)
+    assert not keep.triu(1).any()  # never a later key
+    assert keep.diagonal(dim1=-2, dim2=-1).all()  # always itself
+    below = torch.ones(n, n, dtype=torch.bool).tril(-1)
+    rate = 1 - keep[..., below].float().mean().item()
+    trials = 16 * 4 * below.sum().item()
+    assert rate == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / trials))
+
+
+@pytest.mark.parametrize("p", [0.02, 0.1, 0.5, 0.9])
+def test_keep_masks_drop_at_the_rate_asked(p):
+    torch.manual_seed(1)
+    n = 400_000
+    dropped = 1 - keep_mask((n,), p, torch.device("cpu")).float().mean().item()
+    assert dropped == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / n))
+    assert (drop_threshold(p) + 32769) / 65536 == pytest.approx(p, abs=1 / 65536)  # P(draw <= threshold)

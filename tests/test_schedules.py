@@ -1,0 +1,68 @@
+"""Dropout schedules against their closed forms, at interior points where the shapes differ."""
+
+import math
+
+import pytest
+
+from dropout_decay.errors import UsageError
+from dropout_decay.law import formula, predict
+from dropout_decay.schedules import parse_decay, parse_decays, static
+
+A, B = 0.30, 0.14
+
+
+@pytest.mark.parametrize("t", [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
+def test_every_shape_matches_its_closed_form(t):
+    rates = {shape: parse_decay(f"d:{A}:{B}:{shape}").rate(t) for shape in ("cosine", "linear", "exponential")}
+    assert rates["linear"] == pytest.approx(A + (B - A) * t)
+    assert rates["cosine"] == pytest.approx(B + (A - B) * (1 + math.cos(math.pi * t)) / 2)
+    assert rates["exponential"] == pytest.approx(A * (B / A) ** t)
+
+
+def test_shapes_differ_where_they_should():
+    cos, lin = parse_decay(f"d:{A}:{B}:cosine"), parse_decay(f"d:{A}:{B}:linear")
+    assert cos.rate(0.25) > lin.rate(0.25) and cos.rate(0.75) < lin.rate(0.75)  # slow start, fast middle
+    assert parse_decay(f"d:{A}:{B}:exponential").rate(0.5) == pytest.approx(math.sqrt(A * B))
+    assert cos.rate(-0.5) == A and cos.rate(1.5) == pytest.approx(B)  # progress is clamped
+
+
+def test_step_holds_one_rate_per_segment():
+    s = parse_decay("d:0.30:0.12:step").for_stream([1, 2, 3, 4], n_params=1)
+    assert [s.rate(t, k) for t, k in ((0.0, 0), (0.2, 0), (0.3, 1), (0.6, 2), (0.99, 3), (1.0, 3))] == pytest.approx(
+        [0.30, 0.30, 0.24, 0.18, 0.12, 0.12])
+    assert parse_decay("d:0.30:0.12:step").rate(0.5) == pytest.approx(0.30)  # a single segment holds START
+
+
+def test_a_calibrated_schedule_follows_the_law_at_each_cap_clipped_to_the_probed_rates():
+    law = {"form": "log-linear", "params": {"a": 0.1, "b": 0.05}, "p_range": [0.0, 0.3]}
+    s = parse_decay("cal:calibrated:unused.json", {"cal": law}).for_stream([1000, 10_000, 100_000, 1_000_000], n_params=1000)
+    expected = [min(max(0.1 - 0.05 * math.log(c / 1000), 0.0), 0.3) for c in (1000, 10_000, 100_000, 1_000_000)]
+    assert [s.rate(0.0, k) for k in range(4)] == pytest.approx(expected)
+    assert expected[-1] == 0.0 and s.start == pytest.approx(0.1)  # falls to zero, never below
+    clipped = parse_decay("c:calibrated:x", {"c": law | {"p_range": [0.05, 0.08]}}).for_stream([1000, 1_000_000], 1000)
+    assert [clipped.rate(0, 0), clipped.rate(1, 1)] == pytest.approx([0.08, 0.05])
+    power = {"form": "power", "params": {"a": 0.2, "b": 0.5}}
+    assert predict(power, 4.0) == pytest.approx(0.1) and formula(power) == "p*(D) = 0.2·D^(−0.5)"
+
+
+def test_static_schedule():
+    s = static(0.14)
+    assert s.is_static and s.name == "static:0.14" and s.rate(0.0) == s.rate(1.0) == 0.14
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("d:0.3:1.0:cosine", "outside"), ("d:-0.1:0.1:linear", "outside"), ("d:0.3:0.1:sigmoid", "unknown shape"),
+     ("d:0.3:0.1", "NAME:START:END:SHAPE"), ("d:x:0.1:linear", "numbers"), ("d:0.3:0:exponential", "above 0"),
+     ("static_x:0.3:0.1:linear", "name"), ("9d:0.3:0.1:linear", "name")],
+)
+def test_bad_decays(spec, message):
+    with pytest.raises(UsageError, match=message):
+        parse_decay(spec)
+
+
+def test_duplicate_decay_names_and_bad_static():
+    with pytest.raises(UsageError, match="duplicate decay name.*a"):
+        parse_decays(["a:0.3:0.1:linear", "a:0.2:0.1:cosine"])
+    with pytest.raises(UsageError, match="outside"):
+        static(1.0)

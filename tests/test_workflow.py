@@ -1,0 +1,153 @@
+"""The workflow end to end on studies/workflow_smoke.toml: kills mid-stage, resume, the stop rule."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dropout_decay import study as cli
+from dropout_decay.storage import open_storage, sqlite_url
+
+from conftest import TEST_VOCAB
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "studies" / "workflow_smoke.toml"
+
+
+def smoke_file(tmp_path: Path, cache_dir: Path, edit=lambda text: text) -> Path:
+    """The smoke workflow on the test cache (same vocabulary), optionally edited."""
+    text = SMOKE.read_text().replace("[workflow]\n", f'[workflow]\nuse_cached_data = true\ncache_dir = "{cache_dir}"\n', 1)
+    assert f"vocab_size = {TEST_VOCAB}" in text
+    path = tmp_path / "smoke.toml"
+    path.write_text(edit(text))
+    return path
+
+
+def stage_state(db: Path, study: str) -> Counter:
+    """Trial states of one study, read with plain read-only SQL."""
+    if not db.exists():
+        return Counter()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            rows = con.execute("SELECT t.state FROM trials t JOIN studies s USING (study_id) WHERE s.study_name = ?",
+                               (study,)).fetchall()
+    except sqlite3.Error:
+        return Counter()
+    return Counter(state for (state,) in rows)
+
+
+def run_until(args: list[str], condition, timeout=300) -> int:
+    """Start the workflow, SIGKILL it once `condition()` holds; return its pid."""
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not condition():
+            assert proc.poll() is None, "the workflow ended before it could be killed"
+            assert time.time() < deadline, "the workflow never reached the kill point"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    return proc.pid
+
+
+def studies_of(out: Path) -> dict[str, optuna.Study]:
+    storage = open_storage(sqlite_url(out))
+    return {name: optuna.load_study(study_name=name, storage=storage) for name in optuna.get_all_study_names(storage)}
+
+
+def test_killed_mid_confirm_and_mid_stream_the_workflow_resumes_every_point_once(cache_dir, tmp_path):
+    config, out = smoke_file(tmp_path, cache_dir), tmp_path / "run"
+    args = ["workflow", str(config), "--output-dir", str(out)]
+    db = out / "study.db"
+
+    def mid(stage):
+        return lambda: stage_state(db, f"smoke-{stage}")["COMPLETE"] >= 2 and stage_state(db, f"smoke-{stage}")["RUNNING"] >= 1
+
+    run_until(args, mid("confirm"))
+    before = json.loads((out / "workflow.json").read_text())
+    assert before["status"] == "running" and [d["step"] for d in before["decisions"]] == ["select after screen"]
+    run_until(args, mid("stream"))
+    middle = json.loads((out / "workflow.json").read_text())
+    assert middle["decisions"][0] == before["decisions"][0]
+    assert cli.main(args) == 0
+    after = json.loads((out / "workflow.json").read_text())
+    assert after["status"] == "done" and after["decisions"][: len(middle["decisions"])] == middle["decisions"]
+    assert [d["step"] for d in after["decisions"]] == [
+        "select after screen", "select after confirm", "lock", "probe law", "stream arms"]
+    studies = studies_of(out)
+    assert sorted(studies) == ["smoke-confirm", "smoke-probe", "smoke-screen", "smoke-stream"]
+    for name, study in studies.items():
+        done = [tuple(sorted(t.params.items())) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+        assert len(done) == len(set(done)) == study.sampler.size, name  # every point exactly once
+        lost = [t for t in study.trials if t.state == TrialState.FAIL]
+        assert all(t.user_attrs["fail_reason"].startswith("worker lost") for t in lost), name
+    assert len(studies["smoke-confirm"].get_trials(states=(TrialState.FAIL,))) == 1
+    assert len(studies["smoke-stream"].get_trials(states=(TrialState.FAIL,))) == 1
+    # the handoffs: the stream runs the locked model with the derived arms, recorded in its config
+    stream = studies["smoke-stream"].user_attrs["config"]
+    lock = after["decisions"][2]["chosen"]
+    assert stream["lock"]["model"] == lock == stream["settings"]["models"][0]
+    p_star = stream["lock"]["confirm_best_p"]
+    assert 0 < p_star and p_star in stream["settings"]["dropout_rates"] and 0.0 in stream["settings"]["dropout_rates"]
+    arms = stream["grid"]["arm"]
+    assert len([a for a in arms if a.startswith("static")]) >= 3 and len([a for a in arms if not a.startswith("static")]) >= 2
+    # every stage's artefacts, one index, one copy of plotly.js
+    for stage in ("screen", "confirm", "probe", "stream"):
+        assert json.loads((out / stage / "export.json").read_text())["files"]
+        assert '<script src="../plotly.min.js">' in (out / stage / "report.html").read_text()
+    index = (out / "index.html").read_text()
+    assert "Decisions" in index and "Does a decay beat every static rate?" in index and lock in index
+    assert not list(out.glob("*/plotly.min.js")) and (out / "plotly.min.js").is_file()
+    metrics = [json.loads(line) for line in (out / "stream" / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == studies["smoke-stream"].sampler.size * 3  # every point once, three segments each
+
+
+def test_a_screen_without_an_interior_optimum_stops_the_workflow_with_advice(cache_dir, tmp_path, capsys):
+    config = smoke_file(tmp_path, cache_dir, lambda t: t.replace(
+        "steps = 500\n\n[confirm]", "steps = 12\n\n[confirm]"))
+    out = tmp_path / "run"
+    assert cli.main(["workflow", str(config), "--output-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "stopped after screen: no screened model has an interior, nonzero optimum" in err and "Try:" in err
+    record = json.loads((out / "workflow.json").read_text())
+    assert record["status"] == "stopped" and record["stopped"]["after"] == "screen" and record["stopped"]["advice"]
+    assert [s["candidate"] for s in record["stages"]["screen"]["selection"]] == [False, False]
+    assert sorted(studies_of(out)) == ["smoke-screen"]  # nothing downstream was created
+    assert "Stopped after screen" in (out / "index.html").read_text()
+
+
+def test_dry_run_prints_every_stage_and_a_time_and_trains_nothing(cache_dir, tmp_path, capsys):
+    config = smoke_file(tmp_path, cache_dir)
+    assert cli.main(["workflow", str(config), "--output-dir", str(tmp_path / "run"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("screen", "confirm", "probe", "stream"):
+        assert re.search(rf"^  {stage}: .* about \dm\d\ds$", printed, re.M), printed
+    assert "total for one worker: about" in printed and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[workflow]\n[screen]\n", "a workflow needs a [confirm] table"),
+    ("[workflow]\n[screen]\n[confirm]\n[stream]\n[tune]\n", "unknown tables tune"),
+    ("[workflow]\nsteppz = 3\n[screen]\n[confirm]\n[stream]\n", "[workflow] has unknown keys steppz"),
+    ("stage = 'screen'\n", "is not a workflow file"),
+])
+def test_bad_workflow_files_are_refused_in_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert cli.main(["workflow", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not Path("runs").exists() or not any(Path("runs").glob("bad-*"))
