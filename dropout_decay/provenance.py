@@ -21,6 +21,7 @@ import torch
 
 from . import NANOCHAT_ATTRIBUTION, __version__
 from .cache import TokenCache
+from .cpu import cores
 from .device import DeviceChoice
 from .errors import UsageError
 from .model import DROPOUT_FORM
@@ -50,7 +51,8 @@ def environment(device: DeviceChoice, threads: int | None = None) -> dict:
         "torch": torch.__version__, "optuna": optuna.__version__, "numpy": np.__version__,
         "tokenizers": tokenizers.__version__, "dropout_decay": __version__, "git_commit": git_commit(),
         "os": platform.platform(), "machine": platform.machine(), "device": device.name,
-        "torch_threads": threads or torch.get_num_threads(),
+        "cores": cores(),
+        "torch_threads": threads or "the cores shared among this machine's live workers (each trial records its own)",
     }
 
 

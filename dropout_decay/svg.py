@@ -9,7 +9,7 @@ import math
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22", "#393b79", "#ad494a"]
-W, H, LEFT, RIGHT, TOP, BOTTOM = 720, 420, 70, 180, 40, 50
+W, H, LEFT, RIGHT, TOP, BOTTOM = 860, 420, 70, 260, 40, 50
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:

@@ -99,7 +99,9 @@ def join(command: str, rest: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     requeue_failed(study)
     log(f"{command}: study {study.study_name} ({study.sampler.size} points); output {out}; {device.note}")
-    return drive(study, s, cache, device.name, out, args.threads)
+    run = Path(args.run_dir) if args.run_dir else None
+    root = run if run and stage_folder(run, study.study_name) else None  # a workflow stage: the workflow's store
+    return drive(study, s, cache, device.name, out, args.threads, root)
 
 
 def join_cache(s, config: dict, cache_dir: str | None = None):

@@ -126,12 +126,13 @@ class Workflow:
         table = self.wf.tables["stream"]
         decays = table.get("decays", decays) + ([calibration] if calibration else [])
         statics = table.get("dropout_rates", statics)
-        self.decide("stream arms", f"static {statics}, decays {[d.split(':')[0] for d in decays]}",
-                    "from the config" if {"dropout_rates", "decays"} <= set(table) else f"derived: {rule}")
         stream = self.stage("stream", {"models": [lock["model"]], "dropout_rates": statics, "decays": decays},
                             {"lock": lock, "rule": rule}, lock=lock)
         if stream is None:
             return 130
+        chosen = stream["settings"]  # what the stream study holds, even if it was created by an earlier version
+        self.decide("stream arms", f"static {chosen.dropout_rates}, decays {[d.split(':')[0] for d in chosen.decays]}",
+                    "from the config" if {"dropout_rates", "decays"} <= set(table) else f"derived: {rule}")
         from .comparison import claims
 
         self.record["stages"]["stream"]["claims"] = claims(stream["analysis"].get("comparison", []))

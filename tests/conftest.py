@@ -4,10 +4,13 @@ and a private PostgreSQL server for the multi-worker tests."""
 import glob
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -152,3 +155,23 @@ def constructed_stream(cache_dir, tmp_path) -> Path:
     return tmp_path
 
 
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def kill_when(args: list[str], condition, timeout: float = 300) -> int:
+    """Start `python -m dropout_decay.study ARGS`, SIGKILL it once `condition()` holds; its pid."""
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not condition():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "the run never reached the kill point"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    return proc.pid

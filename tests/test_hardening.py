@@ -100,3 +100,27 @@ def test_the_fast_grid_sampler_visits_the_stock_samplers_points_in_the_same_orde
     assert orders[0] == orders[1] and len({str(p) for p, _ in orders[1]}) == 24
     fast = FastGridSampler(space, seed=7)
     assert fast.size == 24 and all(fast.point(gid) == params for params, gid in orders[1])
+
+
+def test_workers_on_one_machine_share_its_cores(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from dropout_decay import cpu
+
+    monkeypatch.setattr(cpu, "REGISTRY", tmp_path / "workers")
+    monkeypatch.setattr(cpu, "cores", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        cpu.register()
+        assert cpu.share() == 8 and torch.get_num_threads() == 8  # alone: every core
+        (tmp_path / "workers" / str(os.getppid())).touch()  # a second live worker (pytest's parent)
+        (tmp_path / "workers" / "999999999").touch()  # a dead one: not counted, and cleared away
+        assert cpu.live_workers() == 2 and cpu.share() == 4 and torch.get_num_threads() == 4
+        assert not (tmp_path / "workers" / "999999999").exists()
+        assert cpu.share(fixed=3) == 3  # --threads wins
+        cpu.unregister()
+        assert not (tmp_path / "workers" / str(os.getpid())).exists()
+    finally:
+        torch.set_num_threads(before)

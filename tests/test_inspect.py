@@ -15,7 +15,11 @@ import pandas as pd
 import pytest
 
 from dropout_decay import study as cli
+from dropout_decay.cache import load_cache
 from dropout_decay.comparison import paired
+from dropout_decay.model import parse_model_spec
+from dropout_decay.schedules import parse_decay
+from dropout_decay.train import Segment, TrainConfig, train
 from dropout_decay.storage import open_storage, sqlite_url
 
 from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, load, tiny
@@ -87,6 +91,12 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
                      "--dropout-rates", "0", "0.1", "--decays", "d:0.3:0.1:linear", "--stream-token-caps", "2000",
                      "4000", "--stage-steps", "15", "--output-dir", str(out), *TRAIN]) == 0
     original = load(out).study_name
+    # an independent path to the same number: the trainer called directly, no Optuna, no storage
+    cfg = TrainConfig(batch_size=4, seq_len=32, eval_batches=2, eval_every=15, log_every=10)
+    direct = train(parse_model_spec("1x2x32"), parse_decay("d:0.3:0.1:linear"), [Segment(2000, 15), Segment(4000, 15)],
+                   load_cache(cache_dir, TEST_VOCAB), cfg, seed=2)
+    [stored] = [t for t in load(out).trials if t.params == {"model": "winner", "seed": 2, "arm": "d"}]
+    assert stored.value == direct[-1]["val_loss"] and stored.user_attrs["segments"] == direct
     assert cli.main(["replay", str(out)]) == 0
     assert "6/6 points bitwise identical, largest |delta val loss| 0" in capsys.readouterr().out
     rows = json.loads((out / f"{original}-replay-1" / "replay.json").read_text())

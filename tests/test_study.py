@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from dropout_decay import study as cli
 from dropout_decay.model import GPT
 from dropout_decay.selection import select_curve
 
-from conftest import TEST_VOCAB, TRAIN, load, mid_grid, points, tiny
+from conftest import TEST_VOCAB, TRAIN, kill_when, load, mid_grid, points, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,24 +55,13 @@ def test_screen_runs_every_point_once_and_rerun_trains_nothing(cache_dir, tmp_pa
 def test_sigkill_mid_grid_then_resume_completes_each_point_once(cache_dir, tmp_path):
     out = tmp_path / "run"
     args = tiny(cache_dir, out, "--steps", "300")
-    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "screen", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not mid_grid(out / "study.db"):
-            assert proc.poll() is None, "the worker ended before it could be killed mid-grid"
-            assert time.time() < deadline, "the worker never got mid-grid"
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        proc.kill()
+    pid = kill_when(["screen", *args], lambda: mid_grid(out / "study.db"))
     assert cli.main(["screen", *args]) == 0
     study = load(out)
     done = points(study)
     assert len(done) == 6 == len(set(done))
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == f"worker lost (pid {proc.pid} died)"
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == f"worker lost (pid {pid} died)"
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     # the exported artefacts hold every point once, the retried one too, never the failed attempt

@@ -1,13 +1,8 @@
 """The workflow end to end on studies/workflow_smoke.toml: kills mid-stage, resume, the stop rule."""
 
 import json
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +13,7 @@ from optuna.trial import TrialState
 from dropout_decay import study as cli
 from dropout_decay.storage import open_storage, sqlite_url
 
-from conftest import TEST_VOCAB
+from conftest import TEST_VOCAB, kill_when
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "workflow_smoke.toml"
@@ -46,23 +41,6 @@ def stage_state(db: Path, study: str) -> Counter:
     return Counter(state for (state,) in rows)
 
 
-def run_until(args: list[str], condition, timeout=300) -> int:
-    """Start the workflow, SIGKILL it once `condition()` holds; return its pid."""
-    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + timeout
-        while not condition():
-            assert proc.poll() is None, "the workflow ended before it could be killed"
-            assert time.time() < deadline, "the workflow never reached the kill point"
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        proc.kill()
-    return proc.pid
-
-
 def studies_of(out: Path) -> dict[str, optuna.Study]:
     storage = open_storage(sqlite_url(out))
     return {name: optuna.load_study(study_name=name, storage=storage) for name in optuna.get_all_study_names(storage)}
@@ -76,10 +54,10 @@ def test_killed_mid_confirm_and_mid_stream_the_workflow_resumes_every_point_once
     def mid(stage):
         return lambda: stage_state(db, f"smoke-{stage}")["COMPLETE"] >= 2 and stage_state(db, f"smoke-{stage}")["RUNNING"] >= 1
 
-    run_until(args, mid("confirm"))
+    kill_when(args, mid("confirm"))
     before = json.loads((out / "workflow.json").read_text())
     assert before["status"] == "running" and [d["step"] for d in before["decisions"]] == ["select after screen"]
-    run_until(args, mid("stream"))
+    kill_when(args, mid("stream"))
     middle = json.loads((out / "workflow.json").read_text())
     assert middle["decisions"][0] == before["decisions"][0]
     assert cli.main(args) == 0
@@ -94,6 +72,8 @@ def test_killed_mid_confirm_and_mid_stream_the_workflow_resumes_every_point_once
         assert len(done) == len(set(done)) == study.sampler.size, name  # every point exactly once
         lost = [t for t in study.trials if t.state == TrialState.FAIL]
         assert all(t.user_attrs["fail_reason"].startswith("worker lost") for t in lost), name
+        assert all(len(t.intermediate_values) >= 10 for t in study.get_trials(states=(TrialState.COMPLETE,))), name
+        assert study.metric_names == ["val_loss"], name  # the dashboard names the objective
     assert len(studies["smoke-confirm"].get_trials(states=(TrialState.FAIL,))) == 1
     assert len(studies["smoke-stream"].get_trials(states=(TrialState.FAIL,))) == 1
     # the handoffs: the stream runs the locked model with the derived arms, recorded in its config

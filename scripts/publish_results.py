@@ -1,0 +1,194 @@
+"""Copy a workflow's (or one stage's) small artefacts into docs/results/<name>/, draw its figures as SVG.
+
+    .venv/bin/python scripts/publish_results.py runs/cpu_workflow docs/results/cpu_workflow
+
+Copies workflow.json and, per stage, config.json, metrics.jsonl, summary.csv, model_selection.*,
+probe.*, comparison.*, claims.* (not the storage, the trace or the HTML reports), and draws from
+the run folder (the trace included): the screen's and confirm's curves in p, the probe's curves
+per cap and its law, the stream's validation loss and dropout rate against tokens per arm, and each
+decay's paired difference from the best static rate per cap; and writes tables.md, the result
+tables as Markdown. Every number comes from the run.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dropout_decay.law import predict  # noqa: E402
+from dropout_decay.svg import COLOURS, line_chart  # noqa: E402
+
+KEEP = ("config.json", "metrics.jsonl", "summary.csv", "summary.json", "model_selection.csv", "model_selection.json",
+        "probe.csv", "probe.json", "comparison.csv", "comparison.json", "claims.csv", "claims.json", "export.json")
+
+
+def colour(i: int) -> str:
+    return COLOURS[i % len(COLOURS)]
+
+
+def curves_in_p(stage_dir: Path, title: str) -> str:
+    series, band = [], []
+    for i, rec in enumerate(json.loads((stage_dir / "model_selection.json").read_text())):
+        std = [s or 0.0 for s in rec["std_val_loss"]]
+        series.append({"name": f"{rec['model']} ({rec['model_shape']}), best p={rec['best_p']:g}", "x": rec["rates"],
+                       "y": rec["mean_val_loss"], "markers": True, "colour": colour(i)})
+        band.append({"x": rec["rates"], "low": [m - s for m, s in zip(rec["mean_val_loss"], std)],
+                     "high": [m + s for m, s in zip(rec["mean_val_loss"], std)], "colour": colour(i)})
+    return line_chart(series, title, "dropout p", "validation loss (nats), mean ± std over seeds", band)
+
+
+def probe_charts(stage_dir: Path) -> tuple[str, str]:
+    probe = json.loads((stage_dir / "probe.json").read_text())
+    series = [{"name": f"{c['cap']:,} tokens: p* = {c['p_star']:.3f}", "x": c["curve"]["rates"],
+               "y": c["curve"]["mean_val_loss"], "markers": True, "colour": colour(i)} for i, c in enumerate(probe["caps"])]
+    curves = line_chart(series, "probe: validation loss against p at each cap (mean over seeds)", "dropout p",
+                        "validation loss (nats)")
+    d = [c["tokens_per_param"] for c in probe["caps"]]
+    p = [c["p_star"] for c in probe["caps"]]
+    law = probe["law"]
+    series = [{"name": "per-cap optimum p*", "x": d, "y": p, "markers": True, "colour": "#000000", "width": 0}]
+    band = [{"x": d, "low": [c["p_star_low"] for c in probe["caps"]], "high": [c["p_star_high"] for c in probe["caps"]],
+             "colour": "#000000"}] if all(c["p_star_low"] is not None for c in probe["caps"]) else []
+    if law.get("form"):
+        grid = [d[0] * (d[-1] / d[0]) ** (k / 40) for k in range(41)]
+        series.append({"name": f"{law['form']} law", "x": grid, "y": [predict(law, x) for x in grid], "colour": colour(1)})
+    title = f"probe: p*(D), D = tokens per parameter ({law['form'] or 'no'} law; band: bootstrap 95%)"
+    return curves, line_chart(series, title, "D (tokens per parameter)", "best static p", band)
+
+
+def stream_charts(stage_dir: Path, trace: pd.DataFrame) -> tuple[str, str, str]:
+    evals = trace[(trace["kind"] == "eval") & (trace["state"] == "COMPLETE")]
+    arms = sorted(evals["arm"].unique(), key=lambda a: (not a.startswith("static"), a))
+    loss = []
+    for i, arm in enumerate(arms):
+        mean = evals[evals["arm"] == arm].groupby("tokens")["val_loss"].mean()
+        loss.append({"name": arm, "x": list(mean.index), "y": list(mean), "colour": colour(i),
+                     "dash": "solid" if arm.startswith("static") else "dash"})
+    val = line_chart(loss, "stream: validation loss against tokens seen (mean over seeds)", "tokens seen",
+                     "validation loss (nats)")
+    train = trace[(trace["kind"] == "train") & (trace["seed"] == trace["seed"].min())]
+    rates = []
+    for i, arm in enumerate(arms):
+        one = train[train["arm"] == arm].sort_values("tokens")
+        rates.append({"name": arm, "x": list(one["tokens"]), "y": list(one["dropout_in_force"]), "colour": colour(i),
+                      "dash": "solid" if arm.startswith("static") else "dash"})
+    dropout = line_chart(rates, "stream: dropout rate in force against tokens seen", "tokens seen", "dropout p")
+    rows = pd.DataFrame(json.loads((stage_dir / "comparison.json").read_text()))
+    best = rows[rows["best_static"]]
+    series, band = [], []
+    for i, (arm, one) in enumerate(best.groupby("decay_arm", sort=True)):
+        one = one.sort_values("cap")
+        series.append({"name": f"{arm} − best static", "x": list(one["cap"]), "y": list(one["mean_diff"]),
+                       "markers": True, "colour": colour(i + 4)})
+        band.append({"x": list(one["cap"]), "low": list(one["ci_low"]), "high": list(one["ci_high"]), "colour": colour(i + 4)})
+    caps = sorted(best["cap"].unique())
+    series.append({"name": "no difference", "x": [caps[0], caps[-1]], "y": [0, 0], "colour": "#000000", "dash": "dot", "width": 1})
+    paired = line_chart(series, "stream: Δ val loss, decay − best static rate, per cap (band: 95% t-interval, 3 seeds)",
+                        "token cap of the segment", "Δ validation loss (nats); below 0: decay better", band)
+    return val, dropout, paired
+
+
+def fmt(x, spec=".4f") -> str:
+    return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
+
+
+def tables(src: dict[str, Path], run: Path) -> str:
+    """The result tables as Markdown, every number read from the run's artefacts."""
+    out = [f"<!-- written by scripts/publish_results.py from {run} -->", ""]
+    for stage in ("screen", "confirm"):
+        if stage not in src:
+            continue
+        out += [f"### {stage}", "", "| model | tokens | p: mean val loss (std) | best p | plateau | dip / seed std | verdict |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in json.loads((src[stage] / "model_selection.json").read_text()):
+            curve = "; ".join(f"{p:g}: {m:.4f} ({fmt(s)})" for p, m, s in zip(r["rates"], r["mean_val_loss"], r["std_val_loss"]))
+            out.append(f"| {r['model']} ({r['model_shape']}) | {r['cap']:,} | {curve} | {r['best_p']:g} | "
+                       f"{r['plateau_low']:g}–{r['plateau_high']:g} | {fmt(r['dip_over_std'], '.1f')} | {r['verdict']} |")
+        out.append("")
+    if "probe" in src:
+        probe = json.loads((src["probe"] / "probe.json").read_text())
+        out += ["### probe", "", "| cap | D (tokens/param) | best p | refined p* (scale) | 95% interval | plateau | val − train gap at p=0 |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for c in probe["caps"]:
+            out.append(f"| {c['cap']:,} | {c['tokens_per_param']:.4f} | {c['best_p']:g} | {c['p_star']:.4f} "
+                       f"({c['scale'] or 'edge'}) | [{fmt(c['p_star_low'])}, {fmt(c['p_star_high'])}] | "
+                       f"{' '.join(f'{p:g}' for p in c['plateau'])} | {fmt(c['gap_at_p0'])} |")
+        law = probe["law"]
+        if law.get("form"):
+            out += ["", f"Law: **{law['form']}**, a = {law['params']['a']:.4f}, b = {law['params']['b']:.4f} "
+                    f"(95% bootstrap: a {fmt(law['interval']['a'][0])}–{fmt(law['interval']['a'][1])}, "
+                    f"b {fmt(law['interval']['b'][0])}–{fmt(law['interval']['b'][1])}); leave-one-cap-out MSE: "
+                    + ", ".join(f"{c['form']} {c['loo_mse']:.2e}" for c in law["candidates"])
+                    + "; residuals of the chosen form: " + ", ".join(f"{x:+.4f}" for x in next(
+                        c["residuals"] for c in law["candidates"] if c["form"] == law["form"])) + "."]
+        else:
+            out += ["", f"No law: {law['reason']}."]
+        d = probe.get("difficulty") or {}
+        if d:
+            out += ["", f"Corpus difficulty: {d['bytes_per_token']:.3f} bytes and {d['chars_per_token']:.3f} characters per token, "
+                    f"unigram entropy {d['unigram_entropy_bits']:.3f} bits per token."]
+        out.append("")
+    if "stream" in src and (src["stream"] / "claims.json").is_file():
+        out += ["### stream: does a decay beat every static rate?", "",
+                "| decay arm | cap | beats every static (IUT, Holm) | deciding static | Δ vs it | 95% interval | p (Holm) | seeds winning vs all |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in json.loads((src["stream"] / "claims.json").read_text()):
+            out.append(f"| {c['decay_arm']} | {c['cap']:,} | {'yes' if c['beats_every_static'] else 'no'} | {c['deciding_static']} | "
+                       f"{fmt(c['deciding_mean_diff'])} | [{fmt(c['deciding_ci'][0])}, {fmt(c['deciding_ci'][1])}] | "
+                       f"{fmt(c['p_iut_holm'], '.3f')} | {c['wins_against_all']}/{c['n']} |")
+        out += ["", "| decay arm | cap | against | Δ mean | 95% interval | p one-sided (Holm) | P(improve) |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in json.loads((src["stream"] / "comparison.json").read_text()):
+            if r["best_static"] or not r["other_is_static"]:
+                label = f"best static {r['static_arm']}" if r["best_static"] else r["static_arm"]
+                out.append(f"| {r['decay_arm']} | {r['cap']:,} | {label} | {fmt(r['mean_diff'])} | [{fmt(r['ci_low'])}, "
+                           f"{fmt(r['ci_high'])}] | {fmt(r['p_better'], '.3f')} ({fmt(r['p_holm'], '.3f')}) | "
+                           f"{r['wins']}/{r['n']} |")
+        summary = pd.read_csv(src["stream"] / "summary.csv")
+        last = summary[summary["cap"] == summary["cap"].max()].sort_values("val_loss_mean")
+        out += ["", f"Validation loss at the last cap ({int(summary['cap'].max()):,} tokens), mean ± std over seeds:", ""]
+        out += [f"* {r.arm}: {r.val_loss_mean:.4f} ± {r.val_loss_std:.4f} (gap {r.gap_mean:.3f})" for r in last.itertuples()]
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("target", type=Path)
+    args = ap.parse_args()
+    args.target.mkdir(parents=True, exist_ok=True)
+    if (args.run / "workflow.json").is_file():
+        record = json.loads((args.run / "workflow.json").read_text())
+        shutil.copy(args.run / "workflow.json", args.target / "workflow.json")
+    else:  # a single stage's run folder
+        record = {"stages": {json.loads((args.run / "config.json").read_text())["stage"]: {"folder": "."}}}
+    src = {stage: args.run / entry["folder"] for stage, entry in record["stages"].items()}
+    for stage, folder in src.items():
+        (args.target / stage).mkdir(exist_ok=True)
+        for name in KEEP:
+            if (folder / name).is_file():
+                shutil.copy(folder / name, args.target / stage / name)
+    figures = {}
+    for stage in ("screen", "confirm"):
+        if stage in src:
+            figures[f"{stage}_curves.svg"] = curves_in_p(src[stage], f"{stage}: validation loss against dropout p")
+    if "probe" in src:
+        figures["probe_curves.svg"], figures["probe_law.svg"] = probe_charts(src["probe"])
+    if "stream" in src and (src["stream"] / "comparison.json").is_file():
+        trace = pd.read_json(src["stream"] / "trace.jsonl", lines=True)
+        figures["stream_val_loss.svg"], figures["stream_dropout.svg"], figures["stream_paired.svg"] = stream_charts(
+            src["stream"], trace)
+    for name, svg in figures.items():
+        (args.target / name).write_text(svg)
+    (args.target / "tables.md").write_text(tables(src, args.run))
+    print(f"copied {len(src)} stage(s) and drew {len(figures)} figures into {args.target}")
+
+
+if __name__ == "__main__":
+    main()
