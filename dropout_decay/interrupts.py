@@ -23,6 +23,7 @@ MESSAGES = {
     "exporting": "interrupted while writing artefacts: the previous set is intact; `export RUN_DIR` writes them again",
 }
 _now = ["starting"]
+_saved: list = []  # SIGINT's handler before the first shield(), restored by unshield()
 
 
 def doing(phase: str) -> None:
@@ -38,4 +39,14 @@ def message() -> str:
 
 def shield() -> None:
     """Ignore Ctrl-C from here on: what follows must finish."""
+    if not _saved:
+        _saved.append(signal.getsignal(signal.SIGINT))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def unshield() -> None:
+    """Give Ctrl-C back (when main() returns inside a longer-lived process, such as a test run;
+    processes started meanwhile would otherwise inherit the ignored signal)."""
+    if _saved:
+        signal.signal(signal.SIGINT, _saved.pop())
+    _now[0] = "starting"

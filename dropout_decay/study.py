@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
-from .interrupts import doing, message, shield
+from .interrupts import doing, message, shield, unshield
 
 RUNS_DIR = Path("runs")
 COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume", "worker", "status", "export",
@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         shield()
         print(message(), file=sys.stderr)
         return 130
+    finally:
+        unshield()
 
 
 if __name__ == "__main__":

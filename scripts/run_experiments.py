@@ -35,6 +35,10 @@ def main(argv=None) -> int:
         shield()
         print(message(), file=sys.stderr)
         return 130
+    finally:
+        from dropout_decay.interrupts import unshield
+
+        unshield()
 
 
 if __name__ == "__main__":

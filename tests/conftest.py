@@ -160,6 +160,19 @@ def constructed_stream(cache_dir, tmp_path) -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def default_ctrl_c() -> None:
+    """preexec_fn for children that will get a SIGINT: whatever this shell ignores, they must not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_given_back():
+    """In-process runs shield Ctrl-C while they write; main() must give it back when it returns."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    assert signal.getsignal(signal.SIGINT) == before, "SIGINT left ignored: children would inherit it"
+
+
 def kill_when(args: list[str], condition, timeout: float = 300) -> int:
     """Start `python -m dropout_decay.study ARGS`, SIGKILL it once `condition()` holds; its pid."""
     proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT,

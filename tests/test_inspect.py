@@ -22,7 +22,7 @@ from dropout_decay.schedules import parse_decay
 from dropout_decay.train import Segment, TrainConfig, train
 from dropout_decay.storage import open_storage, sqlite_url
 
-from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, load, tiny
+from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, default_ctrl_c, load, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 def by_hand(diffs):
@@ -131,7 +131,7 @@ def test_dashboard_serves_studies_trials_and_the_verdict_note_over_http(cache_di
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "dashboard", str(out), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
     try:
         assert f"http://127.0.0.1:{port}/dashboard/" in proc.stdout.readline()
         deadline = time.time() + 60

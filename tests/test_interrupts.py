@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from dropout_decay import study as cli
 from dropout_decay.storage import open_storage, sqlite_url
 
-from conftest import load, mid_grid, points, tiny
+from conftest import default_ctrl_c, load, mid_grid, points, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def spawn(args: list[str], pause_at: str = "") -> subprocess.Popen:
     env = dict(os.environ, DROPOUT_DECAY_PAUSE_AT=pause_at, DROPOUT_DECAY_PAUSE_S="60")
     return subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
 
 
 def wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> list[str]:

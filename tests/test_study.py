@@ -17,7 +17,7 @@ from dropout_decay import study as cli
 from dropout_decay.model import GPT
 from dropout_decay.selection import select_curve
 
-from conftest import TEST_VOCAB, TRAIN, kill_when, load, mid_grid, points, tiny
+from conftest import TEST_VOCAB, TRAIN, default_ctrl_c, kill_when, load, mid_grid, points, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_ctrl_c_marks_the_point_interrupted_exits_130_and_resumes(cache_dir, tmp
     out = tmp_path / "run"
     args = tiny(cache_dir, out, "--steps", "300")
     proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "screen", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
     deadline = time.time() + 300
     while not mid_grid(out / "study.db"):
         assert proc.poll() is None and time.time() < deadline, "the worker never got mid-grid"
