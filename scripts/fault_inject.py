@@ -2,10 +2,12 @@
 
 A small screen on the default corpus (vocab 512, a tiny model) is run once undisturbed, as the
 reference. Then the same command is started again and again in a second folder and killed with
-SIGKILL: a third of the kills at a random moment after start (imports, cache, training), a third
-just as the study is being created, a third while the artefacts are written (the process is
-held at the start of that phase with DROPOUT_DECAY_PAUSE_AT, then killed at a random moment of
-it). Finally it runs to the end. Printed and checked:
+SIGKILL, aimed at four moments: anywhere in the first half of a run (imports, cache, study,
+training), while the study is created, while a point trains, and while the artefacts are
+written (for the last three the process is held at the start of that phase with
+DROPOUT_DECAY_PAUSE_AT, then killed at a random moment in or just after it). The kills during
+export come last, once the grid is done, so that the others still find points to train.
+Finally it runs to the end. Printed and checked:
   * every grid point COMPLETE exactly once, and no trained duplicate;
   * each point's metrics bitwise equal to the reference run's;
   * SQLite's integrity_check on the storage;
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def command(out: Path, cache: Path) -> list[str]:
     return [sys.executable, "-m", "dropout_decay.study", "screen", "--device", "cpu", "--vocab-size", "512",
-            "--cache-dir", str(cache), "--models", "1x2x32", "--seeds", "1", "2", "--dropout-rates", "0", "0.1", "0.3",
+            "--cache-dir", str(cache), "--models", "1x2x32", "--seeds", "1", "2", "--dropout-rates", "0", "0.1", "0.2", "0.3",
             "--token-limits", "20000", "--steps", "150", "--batch-size", "8", "--seq-len", "32", "--eval-batches", "2",
             "--eval-every", "50", "--output-dir", str(out)]
 
@@ -42,20 +44,27 @@ def start(cmd: list[str], pause_at: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def kill_at_random(cmd: list[str], rng: random.Random, horizon: float, first: bool) -> str:
-    """Start the run and SIGKILL it at a random moment; returns where it was aimed. The first
-    kill always lands while the study is created (the half-made study a later run must finish)."""
-    aim = "creating" if first else rng.choice(["anywhere", "creating", "exporting"])
+def plan(kills: int, rng: random.Random) -> list[str]:
+    """Where each kill is aimed: the first while the study is created (the half-made study a later
+    run must finish), the exports last; the rest shuffled between them."""
+    exporting = kills // 5
+    middle = [("anywhere", "creating", "training", "training")[k % 4] for k in range(kills - 1 - exporting)]
+    rng.shuffle(middle)
+    return ["creating", *middle, *["exporting"] * exporting]
+
+
+def kill_at(aim: str, cmd: list[str], rng: random.Random, horizon: float) -> str:
+    """Start the run and SIGKILL it at a random moment of the aimed phase; returns what happened."""
     proc = start(cmd, None if aim == "anywhere" else aim)
     try:
         if aim == "anywhere":
-            time.sleep(rng.uniform(0, horizon))
+            time.sleep(rng.uniform(0, horizon / 2))
         else:
             deadline = time.time() + 120
             for line in proc.stderr:  # the run announces the pause; kill somewhere in or just after it
                 if line.startswith(f"paused at {aim}") or time.time() > deadline:
                     break
-            time.sleep(rng.uniform(0, 0.8))
+            time.sleep(rng.uniform(0, 1.2 if aim == "training" else 0.6))
         if proc.poll() is not None:
             return f"{aim} (ended first)"
         os.kill(proc.pid, signal.SIGKILL)
@@ -103,7 +112,7 @@ def main() -> None:
         subprocess.run(command(d / "reference", d / "cache"), cwd=ROOT, check=True, capture_output=True)
         horizon = time.perf_counter() - t
         reference = results(d / "reference")
-        aims = Counter(kill_at_random(command(d / "killed", d / "cache"), rng, horizon, k == 0) for k in range(args.kills))
+        aims = Counter(kill_at(aim, command(d / "killed", d / "cache"), rng, horizon) for aim in plan(args.kills, rng))
         final = subprocess.run(command(d / "killed", d / "cache"), cwd=ROOT, capture_output=True, text=True)
         if final.returncode:
             sys.exit(f"the final resume failed: {final.stderr[-2000:]}")
@@ -115,7 +124,8 @@ def main() -> None:
         consistent = artefacts_consistent(d / "killed") and len(metrics) == len(reference["points"])
     print(f"reference run: {len(reference['points'])} points in {horizon:.1f} s")
     print(f"kills: {args.kills} ({', '.join(f'{n} {aim}' for aim, n in sorted(aims.items()))})")
-    print(f"trials in the killed storage: {dict(killed['states'])}")
+    print(f"trials in the killed storage: {dict(killed['states'])} (a FAIL is a point killed while it trained, "
+          "then trained again)")
     print(f"points complete: {len(points)}/{len(reference['points'])}; trained duplicates: {duplicates}; "
           f"metric mismatches with the reference: {mismatches}")
     print(f"SQLite integrity_check: {killed['integrity']}; artefacts a consistent set: {consistent}")
