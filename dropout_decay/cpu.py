@@ -2,8 +2,11 @@
 
 Every torch process takes all cores by default, so two workers on a laptop each run twice as
 many threads as there are cores and both slow down. Each worker registers its pid in a
-per-machine folder; before each point it takes cores // (live workers) threads, unless the
-user fixed `--threads`. The count a point ran with is recorded on its trial.
+per-machine folder and takes cores // (live workers) threads, unless the user fixed
+`--threads`: before each point and once a second inside it, because a worker that joins while
+another is mid-point would otherwise oversubscribe the cores until that point ends (spinning
+OpenMP threads made that several times slower than one worker). Each trial records its count,
+or the counts in the order it used them.
 
 glibc returns large freed blocks to the system at once, so every step's activations and
 dropout masks are page-faulted in anew; keeping them (as jemalloc or tcmalloc would) made a
@@ -53,9 +56,10 @@ def live_workers() -> int:
 
 
 def share(fixed: int | None = None) -> int:
-    """Set torch's intra-op threads for the next point and return the count."""
+    """Set torch's intra-op threads from now on and return the count."""
     n = fixed or max(1, cores() // live_workers())
-    torch.set_num_threads(n)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
     return n
 
 

@@ -33,7 +33,7 @@ class PointRunner:
     cache: TokenCache
     device: str
     on_start: Callable[[dict], None] = lambda point: None
-    threads: Callable[[], int] = lambda: 0  # sets and returns the thread count for the next point
+    threads: Callable[[], int] = lambda: 0  # sets and returns the thread count from now on
     artifacts: Path | None = None  # the run folder whose artifact store gets each trial's trace and curve
     interrupted: bool = False  # Ctrl-C arrived during a point: it is FAIL('interrupted'); stop
     specs: dict[str, ModelSpec] = field(init=False)
@@ -59,7 +59,8 @@ class PointRunner:
             raise optuna.TrialPruned(f"its grid point belongs to trial {owner.number}")
         point = {name: trial.suggest_categorical(name, values) for name, values in search_space(self.settings).items()}
         trial.set_user_attr("worker", worker_tag())
-        trial.set_user_attr("threads", self.threads())
+        threads = [self.threads()]
+        trial.set_user_attr("threads", threads[0])
         self.on_start(point)
         schedule = self.schedules[point["arm"]] if "arm" in point else static(point["dropout"])
         rows: list[dict] = []
@@ -69,10 +70,19 @@ class PointRunner:
             if row["kind"] == "eval":
                 trial.report(row["val_loss"], row["step"])
 
+        recheck = [time.monotonic() + 1.0]
+
+        def share_cores() -> None:  # once a second: did a worker start or end on this machine?
+            if time.monotonic() >= recheck[0]:
+                recheck[0] = time.monotonic() + 1.0
+                if threads[-1] != (now := self.threads()):
+                    threads.append(now)
+                    trial.set_user_attr("threads", threads)
+
         t0 = time.perf_counter()
         try:
             segments = train(self.specs[point["model"]], schedule, self.settings.segments(point), self.cache,
-                             self.settings.train, point["seed"], self.device, trace)
+                             self.settings.train, point["seed"], self.device, trace, share_cores)
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:

@@ -105,8 +105,10 @@ def train(
     seed: int,
     device: str = "cpu",
     trace: Trace | None = None,
+    between_steps: Callable[[], None] = lambda: None,
 ) -> list[dict]:
-    """Train from fresh init through `segments`; return one metrics row per segment."""
+    """Train from fresh init through `segments`; return one metrics row per segment.
+    `between_steps` runs before every step (a worker adjusting its CPU threads)."""
     trace = trace or (lambda row: None)
     pools = [cache.train_pool(s.cap) for s in segments]  # refuses caps beyond the data up front
     total = sum(s.steps for s in segments)
@@ -125,6 +127,7 @@ def train(
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
         loss_sum, n_summed = torch.zeros((), device=device), 0
         for i in range(segment.steps):
+            between_steps()
             p = schedule.rate(step / max(total - 1, 1), index)
             lr = lr_at(step, total, cfg)
             model.set_dropout(p)

@@ -190,3 +190,19 @@ def test_workers_started_together_on_a_new_storage_all_open_it(tmp_path):
             (tmp_path / str(i)).mkdir()
             results = pool.map(_open, [sqlite_url(tmp_path / str(i))] * 4, chunksize=1)
             assert results == ["ok"] * 4, results
+
+
+def test_a_worker_joining_mid_point_makes_the_running_point_give_up_threads(cache_dir, tmp_path, monkeypatch):
+    """Threads are re-shared inside a point (once a second of its clock), and the trial records
+    each count it used: a point that started alone must not keep every core once a second
+    worker starts, or both run oversubscribed until it ends."""
+    from dropout_decay import objective
+
+    clock = iter(range(0, 10_000, 2))  # every reading is two seconds later
+    monkeypatch.setattr(objective.time, "monotonic", lambda: next(clock))
+    counts = iter([2, 2, 1])  # alone at the start, alone at the first check, then a second worker
+    study, runner = in_process_study(cache_dir, tmp_path)
+    runner.threads = lambda: next(counts, 1)
+    work(study, runner, say=lambda _: None)
+    first, *rest = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    assert first.user_attrs["threads"] == [2, 1] and all(t.user_attrs["threads"] == 1 for t in rest)
