@@ -66,3 +66,28 @@ def test_duplicate_decay_names_and_bad_static():
         parse_decays(["a:0.3:0.1:linear", "a:0.2:0.1:cosine"])
     with pytest.raises(UsageError, match="outside"):
         static(1.0)
+
+
+def test_a_calibrated_decay_reads_its_law_from_probe_json_or_says_why_not(tmp_path):
+    import json
+
+    law = {"form": "power", "a": 0.06, "b": 0.15, "p_range": [0.05, 0.1]}
+    good, lawless, broken = tmp_path / "good.json", tmp_path / "lawless.json", tmp_path / "broken.json"
+    good.write_text(json.dumps({"law": law}))
+    lawless.write_text(json.dumps({"law": {"form": None, "reason": "no cap has an interior optimum"}}))
+    broken.write_text("{not json")
+    s = parse_decay(f"cal:calibrated:{good}")
+    assert (s.name, s.shape, s.start, s.end) == ("cal", "calibrated", 0.1, 0.05)
+    assert s.law == law | {"source": str(good)}  # the law travels with the schedule, and where it came from
+    with pytest.raises(UsageError) as e:
+        parse_decay(f"cal:calibrated:{lawless}")
+    assert str(e.value) == f"decay 'cal:calibrated:{lawless}': {lawless} has no law to follow (no cap has an interior optimum)"
+    with pytest.raises(UsageError) as e:
+        parse_decay(f"cal:calibrated:{tmp_path / 'none.json'}")
+    assert str(e.value) == (f"decay 'cal:calibrated:{tmp_path / 'none.json'}': cannot read probe results "
+                            f"{tmp_path / 'none.json'} (FileNotFoundError)")
+    with pytest.raises(UsageError, match=r"cannot read probe results .*broken.json \(JSONDecodeError\)"):
+        parse_decay(f"cal:calibrated:{broken}")
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(UsageError, match=r"has no law to follow \(it holds no fitted law\)$"):
+        parse_decay(f"cal:calibrated:{tmp_path / 'empty.json'}")
