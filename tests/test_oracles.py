@@ -74,7 +74,8 @@ def test_paired_statistics_and_claims_match_scipy_on_a_constructed_stream(cache_
 
 
 def test_holm_and_a_calibrated_arm_against_the_hand_decays():
-    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = holm([0.01, 0.04, 0.03, float("nan")])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])  # NaN stays a float NaN
     frame = pd.DataFrame([{"model": "m", "segment": 0, "cap": 10, "seed": s, "arm": a, "val_loss": v}
                           for s in (1, 2, 3) for a, v in (("static:0", 3.0 + s / 10), ("hand", 2.9 + s / 10),
                                                            ("cal", 2.8 + s / 10 + (s == 2) / 100))])
@@ -85,6 +86,15 @@ def test_holm_and_a_calibrated_arm_against_the_hand_decays():
     assert not vs_hand["other_is_static"] and vs_hand["mean_diff"] == pytest.approx(-0.1 + 0.01 / 3)
     assert sorted(c["decay_arm"] for c in claims(rows)) == ["cal", "hand"]  # claims are against static rates only
     assert all(c["statics"] == 1 for c in claims(rows))
+
+
+def test_a_seed_where_the_decay_ties_a_static_rate_is_not_a_win():
+    """The same loss (a decay that never left the static rate) is no improvement."""
+    frame = pd.DataFrame([{"model": "m", "segment": 0, "cap": 10, "seed": s, "arm": a, "val_loss": v}
+                          for s in (1, 2, 3) for a, v in (("static:0", 3.0 + s / 10),
+                                                           ("d", 3.0 + s / 10 - (s != 1) / 100))])
+    [claim] = claims(compare_arms(frame, ["d"]))
+    assert claim["wins_against_all"] == 2
 
 
 def curve(means, std, seeds):
