@@ -1,0 +1,103 @@
+"""The paired statistics at their edges (0, 1, 2 and 5 seeds, ties, zero spread), checked
+against scipy or by hand; and compare_arms / claims on frames whose answer is known."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from dropout_decay.comparison import claims, compare_arms, holm, paired
+
+NAN = math.nan
+ONE_SEED = ("no interval (one seed)", "one seed: no interval can be given")
+
+
+def scipy_paired(diffs):
+    """mean, std, 95% t-interval and one-sided p of "decay better", by scipy alone."""
+    d = np.array(diffs)
+    low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    return d.mean(), d.std(ddof=1), low, high, stats.ttest_1samp(d, 0.0, alternative="less").pvalue
+
+
+@pytest.mark.parametrize("diffs", [[-0.1, -0.3], [-0.1, 0.0, 0.2], [0.05, 0.1, 0.12, -0.01], [-0.2, -0.1, -0.15, -0.3, -0.05]])
+def test_paired_matches_scipy_from_two_seeds_up(diffs):
+    r = paired(diffs)
+    mean, std, low, high, p = scipy_paired(diffs)
+    assert (r["mean_diff"], r["std_diff"], r["ci_low"], r["ci_high"], r["p_better"]) == pytest.approx((mean, std, low, high, p))
+    assert r["verdict"] == ("decay better" if high < 0 else "static better" if low > 0 else "no clear difference")
+    assert r["wins"] == sum(d < 0 for d in diffs) and r["prob_improvement"] == pytest.approx(r["wins"] / len(diffs))
+    assert r["caution"] == ("" if len(diffs) >= 5 else f"n={len(diffs)}: the t-interval is wide; treat it as indicative")
+
+
+@pytest.mark.parametrize("diffs, mean, p_better, verdict, wins", [
+    ([-0.2, -0.2], -0.2, 0.0, "decay better", 2),  # every seed moved alike: certain, in its direction
+    ([0.5, 0.5], 0.5, 1.0, "static better", 0),
+    ([0.0, 0.0, 0.0], 0.0, 1.0, "no clear difference", 0),  # no change is not an improvement
+])
+def test_paired_with_zero_spread(diffs, mean, p_better, verdict, wins):
+    r = paired(diffs)
+    assert r["std_diff"] == 0 and r["ci_low"] == r["ci_high"] == r["mean_diff"] == pytest.approx(mean)
+    assert (r["p_better"], r["verdict"], r["wins"]) == (p_better, verdict, wins)
+
+
+@pytest.mark.parametrize("diffs, mean, wins, prob", [([-0.1], -0.1, 1, 1.0), ([0.0], 0.0, 0, 0.0), ([], NAN, 0, NAN)])
+def test_paired_with_fewer_than_two_seeds_gives_no_interval(diffs, mean, wins, prob):
+    r = paired(diffs)
+    assert r["n"] == len(diffs) and (r["verdict"], r["caution"]) == ONE_SEED and r["wins"] == wins
+    for key in ("std_diff", "ci_low", "ci_high", "p_better"):
+        assert math.isnan(r[key]), key
+    assert r["mean_diff"] == pytest.approx(mean, nan_ok=True) and r["prob_improvement"] == pytest.approx(prob, nan_ok=True)
+
+
+def test_holm_caps_at_one_and_keeps_the_order_of_ties():
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+    assert holm([0.02, 0.02, 0.01]) == pytest.approx([0.04, 0.04, 0.03])
+    assert holm([]) == []
+
+
+def frame(rows):
+    return pd.DataFrame([{"model": m, "segment": g, "cap": 1000 * (g + 1), "seed": s, "arm": a, "val_loss": v}
+                         for m, g, s, a, v in rows])
+
+
+def test_rows_come_sorted_by_model_and_segment_with_plain_means_and_caps():
+    data = [(m, g, s, a, 3.0 - g / 10 + s / 100 + (a == "d") * (0.02 * s - 0.05) + (m == "a") / 7)
+            for m in ("b", "a") for g in (2, 1, 0) for s in (1, 2, 3) for a in ("static:0", "d")]
+    rows = compare_arms(frame(data), ["d"])
+    assert [(r["model"], r["segment"]) for r in rows] == [(m, g) for m in ("a", "b") for g in (0, 1, 2)]
+    plain = frame(data).groupby(["model", "segment", "arm"])["val_loss"].mean()
+    for r in rows:
+        assert r["cap"] == 1000 * (r["segment"] + 1) and r["seeds"] == [1, 2, 3]
+        assert r["decay_val_mean"] == pytest.approx(plain[r["model"], r["segment"], "d"])
+        assert r["static_val_mean"] == pytest.approx(plain[r["model"], r["segment"], "static:0"])
+
+
+def test_a_segment_without_static_arms_is_skipped_and_the_next_is_kept():
+    data = [("m", 0, s, "d", 3.0) for s in (1, 2)] + [("m", 1, s, a, 3.0 + (a == "d") * s / 10)
+                                                      for s in (1, 2) for a in ("static:0", "d")]
+    assert [r["segment"] for r in compare_arms(frame(data), ["d"])] == [1]
+
+
+def test_a_calibrated_arm_meets_the_hand_decays_but_not_another_calibrated_arm():
+    losses = {"static:0": 3.5, "hand": 3.0, "cal": 3.2, "cal2": 3.4}  # the hand decay beats both calibrated arms
+    data = [("m", 0, s, a, v + s / 10 + (a != "hand") * s / 1000) for s in (1, 2, 3) for a, v in losses.items()]
+    rows = compare_arms(frame(data), ["hand", "cal", "cal2"], ["cal", "cal2"])
+    pairs = {(r["decay_arm"], r["static_arm"]): r for r in rows}
+    assert sorted(pairs) == [("cal", "hand"), ("cal", "static:0"), ("cal2", "hand"), ("cal2", "static:0"),
+                             ("hand", "static:0")]
+    assert pairs["cal", "hand"]["verdict"] == "other decay better" and pairs["cal", "static:0"]["verdict"] == "decay better"
+    assert [c["beaten_statics"] for c in claims(rows)] == [1, 1, 1]
+
+
+def test_a_static_rate_seen_on_one_seed_blocks_the_claim_against_every_static():
+    """The pair against static:0.1 has one seed, so no p-value: "beats every static" cannot hold,
+    however clearly the decay beats static:0."""
+    data = [("m", 0, s, a, 3.0 + s / 10 - (a == "d") * (0.5 + s / 1000)) for s in (1, 2, 3) for a in ("static:0", "d")]
+    data.append(("m", 0, 1, "static:0.1", 3.5))
+    rows = compare_arms(frame(data), ["d"])
+    assert [r["holds"] for r in rows] == [True, False]
+    [claim] = claims(rows)
+    assert math.isnan(claim["p_iut"]) and claim["deciding_static"] == "static:0.1" and not claim["beats_every_static"]
+    assert (claim["beaten_statics"], claim["statics"], claim["n"]) == (1, 2, 1)
