@@ -134,8 +134,9 @@ VAL = {0: {"static:0": [5.0, 5.1, 5.2], "static:0.1": [5.3, 5.2, 5.4], "d": [5.2
        1: {"static:0": [4.00, 4.10, 4.20], "static:0.1": [3.90, 4.00, 4.05], "d": [3.80, 3.92, 3.98]}}
 
 
-def constructed_stream(cache_dir, tmp_path) -> Path:
-    """A stream study whose trials carry hand-chosen losses (no training), exported."""
+def constructed_stream(cache_dir, tmp_path, legacy: bool = False) -> Path:
+    """A stream study whose trials carry hand-chosen losses (no training), exported; `legacy`
+    stores them as versions before 0.2 did ("stages", each with a "stage" number)."""
     tmp_path.mkdir(exist_ok=True)
     s = check(Settings(stage="stream", models=["winner=1x2x32"], seeds=[1, 2, 3], dropout_rates=[0.0, 0.1],
                        decays=["d:0.2:0.1:cosine"], stream_token_caps=[1000, 2000], device="cpu",
@@ -148,9 +149,11 @@ def constructed_stream(cache_dir, tmp_path) -> Path:
             segments = [{"segment": i, "cap": cap, "step": 10 * (i + 1), "dropout_in_force": 0.1, "train_loss": 3.0,
                        "val_loss": VAL[i][arm][seed - 1], "gap": VAL[i][arm][seed - 1] - 3.0}
                       for i, cap in enumerate((1000, 2000))]
+            if legacy:
+                segments = [{"stage" if k == "segment" else k: v for k, v in seg.items()} for seg in segments]
             study.add_trial(optuna.trial.create_trial(
                 params={"model": "winner", "seed": seed, "arm": arm}, distributions=space,
-                value=segments[-1]["val_loss"], user_attrs={"segments": segments}))
+                value=segments[-1]["val_loss"], user_attrs={"stages" if legacy else "segments": segments}))
     assert cli.main(["export", str(tmp_path)]) == 0
     return tmp_path
 

@@ -56,6 +56,16 @@ def test_comparison_on_a_constructed_study_matches_a_hand_computation(cache_dir,
     assert "decay better" in note and "n=3: the t-interval is wide" in note
 
 
+def test_a_study_from_before_0_2_exports_the_same_artefacts(cache_dir, tmp_path):
+    """Its trials name segments "stages"; the export reads them as today's segments."""
+    today = constructed_stream(cache_dir, tmp_path / "today")
+    old = constructed_stream(cache_dir, tmp_path / "old", legacy=True)
+    for name in ("metrics.jsonl", "summary.csv", "comparison.csv", "claims.csv"):
+        assert (old / name).read_text() == (today / name).read_text(), name
+    rows = json.loads((old / "comparison.json").read_text())
+    assert all(r["device"] == "cpu" and r["mps_compliant"] is False for r in rows)  # every row says where it ran
+
+
 def test_one_seed_gives_no_interval_and_says_so():
     r = paired([-0.1])
     assert r["n"] == 1 and math.isnan(r["ci_low"]) and r["verdict"] == "no interval (one seed)"

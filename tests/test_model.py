@@ -109,6 +109,24 @@ def test_model_spec_parses(text):
     spec = parse_model_spec(text)
     assert (spec.depth, spec.heads, spec.width) == (12, 8, 384)
     assert spec.label == ("winner" if "=" in text else "12x8x384")
+    assert str(spec) == text and parse_model_spec(str(spec)) == spec  # written into configs, read back
+
+
+def test_flops_per_token_matches_the_matmuls_torch_counts():
+    """6 per weight per token is what the matmuls of a training step cost; the attention term is
+    what a plain (unfused, full T x T) attention of the same shape costs forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    B, T, spec = 3, 32, parse_model_spec("2x4x64")
+    model = GPT(spec, 512, T)
+    idx = torch.randint(0, 512, (B, T))
+    with FlopCounterMode(display=False) as weights:  # SDPA on a CPU is not counted: only the Linears
+        model(idx, idx).backward()
+    q, k, v = (torch.randn(B, spec.heads, T, spec.width // spec.heads, requires_grad=True) for _ in range(3))
+    with FlopCounterMode(display=False) as attention:
+        ((q @ k.transpose(-2, -1)).softmax(-1) @ v).sum().backward()
+    counted = weights.get_total_flops() + spec.depth * attention.get_total_flops()
+    assert model.flops_per_token() * B * T == counted
 
 
 @pytest.mark.parametrize(

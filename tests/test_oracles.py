@@ -117,6 +117,10 @@ def test_selection_edges_and_boundaries(seeds):
     assert tight["plateau"] == [0.2] and tight["plateau_low"] == tight["plateau_high"] == 0.2
     assert edge["candidate"] and edge["interior"] and edge["nonzero"]
     assert edge["deeper_than_noise"] is (None if seeds == 1 else True)
+    fit = edge["quadratic_fit"]  # through (0.1, 3.75), (0.2, 3.5), (0.3, 3.75): 25 (p - 0.2)^2 + 3.5
+    assert (fit["a"], fit["vertex_p"]) == pytest.approx((25.0, 0.2)) and fit["points"] == [0.1, 0.2, 0.3]
+    two = select_curve(curve([4.0, 3.9], 0.01, seeds).query("dropout < 0.15"), delta=0.01)
+    assert two["quadratic_fit"] == {"a": None, "b": None, "c": None, "vertex_p": None, "points": [0.0, 0.1]}
 
 
 def test_noise_decides_a_shallow_dip_with_three_seeds():

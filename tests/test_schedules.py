@@ -38,9 +38,14 @@ def test_a_calibrated_schedule_follows_the_law_at_each_cap_clipped_to_the_probed
     s = parse_decay("cal:calibrated:unused.json", {"cal": law}).for_stream([1000, 10_000, 100_000, 1_000_000], n_params=1000)
     expected = [min(max(0.1 - 0.05 * math.log(c / 1000), 0.0), 0.3) for c in (1000, 10_000, 100_000, 1_000_000)]
     assert [s.rate(0.0, k) for k in range(4)] == pytest.approx(expected)
-    assert expected[-1] == 0.0 and s.start == pytest.approx(0.1)  # falls to zero, never below
+    assert expected[-1] == 0.0 and s.start == pytest.approx(0.1) and s.end == 0.0  # falls to zero, never below
+    both = parse_decays(["cal:calibrated:unused.json", "hand:0.3:0.1:linear"], {"cal": law})  # a config's stored law
+    assert [d.law for d in both] == [law, None]
     clipped = parse_decay("c:calibrated:x", {"c": law | {"p_range": [0.05, 0.08]}}).for_stream([1000, 1_000_000], 1000)
     assert [clipped.rate(0, 0), clipped.rate(1, 1)] == pytest.approx([0.08, 0.05])
+    steeper = parse_decay("c:calibrated:x", {"c": law | {"params": {"a": 0.3, "b": 0.05}}})
+    three = steeper.for_stream([1000, 10_000, 1_000_000], 1000)
+    assert (three.start, three.end) == pytest.approx((0.3, 0.0)) and three.rates[1] == pytest.approx(0.3 - 0.05 * math.log(10))
     power = {"form": "power", "params": {"a": 0.2, "b": 0.5}}
     assert predict(power, 4.0) == pytest.approx(0.1) and formula(power) == "p*(D) = 0.2·D^(−0.5)"
 
@@ -62,8 +67,13 @@ def test_bad_decays(spec, message):
 
 
 def test_duplicate_decay_names_and_bad_static():
-    with pytest.raises(UsageError, match="duplicate decay name.*a"):
-        parse_decays(["a:0.3:0.1:linear", "a:0.2:0.1:cosine"])
+    with pytest.raises(UsageError) as e:
+        parse_decays(["b:0.3:0.1:linear", "a:0.3:0.1:linear", "a:0.2:0.1:cosine", "b:0.2:0.1:cosine"])
+    assert str(e.value) == "duplicate decay name(s): a, b"
+    with pytest.raises(UsageError) as e:
+        parse_decay("d:0.3:0.1")
+    assert str(e.value) == ("bad decay 'd:0.3:0.1': expected NAME:START:END:SHAPE, e.g. decay_030_to_014:0.30:0.14:cosine, "
+                            "or NAME:calibrated:PROBE_JSON")
     with pytest.raises(UsageError, match="outside"):
         static(1.0)
 
