@@ -119,6 +119,10 @@ def test_selection_edges_and_boundaries(seeds):
     assert edge["deeper_than_noise"] is (None if seeds == 1 else True)
     fit = edge["quadratic_fit"]  # through (0.1, 3.75), (0.2, 3.5), (0.3, 3.75): 25 (p - 0.2)^2 + 3.5
     assert (fit["a"], fit["vertex_p"]) == pytest.approx((25.0, 0.2)) and fit["points"] == [0.1, 0.2, 0.3]
+    mirror = select_curve(curve(exact[::-1], 0.125, seeds), delta=0.25)  # now the high end is the shallow side
+    assert (mirror["rise_to_lowest_rate"], mirror["rise_to_highest_rate"], mirror["dip_depth"]) == (1.0, 0.5, 0.5)
+    shallow = select_curve(curve([4.0, 3.755, 3.75, 3.755, 4.5], 0.01, seeds), delta=0.01)["quadratic_fit"]
+    assert (shallow["a"], shallow["vertex_p"]) == pytest.approx((0.5, 0.2))  # a curvature below 1 still has a vertex
     two = select_curve(curve([4.0, 3.9], 0.01, seeds).query("dropout < 0.15"), delta=0.01)
     assert two["quadratic_fit"] == {"a": None, "b": None, "c": None, "vertex_p": None, "points": [0.0, 0.1]}
 
