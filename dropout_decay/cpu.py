@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .recovery import pid_alive
+from .workers import pid_alive
 
 REGISTRY = Path(tempfile.gettempdir()) / "dropout-decay-workers"
 

@@ -15,6 +15,7 @@ from optuna.samplers import GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from .settings import Settings
+from .workers import worker_tag
 
 
 def search_space(s: Settings) -> dict[str, list]:
@@ -44,6 +45,11 @@ class FastGridSampler(GridSampler):
         verdict = super()._same_search_space(search_space)
         self._verdicts[id(search_space)] = (search_space, verdict)
         return verdict
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Tag the trial with its worker first: before this, a kill leaves a trial no one owns."""
+        study._storage.set_trial_user_attr(trial._trial_id, "worker", worker_tag())
+        super().before_trial(study, trial)
 
     def point(self, grid_id: int) -> dict:
         return dict(zip(self._param_names, self._all_grids[grid_id]))

@@ -4,6 +4,11 @@ The process says what it is doing (`doing`); when a KeyboardInterrupt reaches `m
 line for that phase is printed. Cleanup that must finish (recording why a point failed,
 writing the artefacts) runs after `shield()`, which ignores any further Ctrl-C until the
 process ends, so a second Ctrl-C cannot lose a failure reason or tear a write.
+
+Python raises a Ctrl-C's KeyboardInterrupt wherever the main thread happens to be, and where
+that is a garbage-collector callback (SQLAlchemy has several), it is printed as "Exception
+ignored" and lost: the run went on to the end. `listen()` remembers every Ctrl-C, keeps such a
+lost one quiet, and `check()` (before each point and each training step) raises it again.
 `DROPOUT_DECAY_PAUSE_AT=<phase>` makes the process wait when that phase begins (fault injection).
 """
 
@@ -23,7 +28,33 @@ MESSAGES = {
     "exporting": "interrupted while writing artefacts: the previous set is intact; `export RUN_DIR` writes them again",
 }
 _now = ["starting"]
-_saved: list = []  # SIGINT's handler before the first shield(), restored by unshield()
+_requested = [False]
+_before: list = []  # SIGINT's handler and the unraisable hook before listen(), put back by release()
+
+
+def _interrupt(signum, frame) -> None:
+    _requested[0] = True
+    raise KeyboardInterrupt
+
+
+def _unraisable(info) -> None:
+    if not isinstance(info.exc_value, KeyboardInterrupt):  # a lost Ctrl-C is remembered: check() raises it
+        sys.__unraisablehook__(info)
+
+
+def listen() -> None:
+    """Take over Ctrl-C for one command (unless the process was started with it ignored)."""
+    _requested[0] = False
+    _before.append((signal.getsignal(signal.SIGINT), sys.unraisablehook))
+    if _before[-1][0] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable
+
+
+def check() -> None:
+    """Raise the Ctrl-C that came while Python could not raise it."""
+    if _requested[0]:
+        raise KeyboardInterrupt
 
 
 def doing(phase: str) -> None:
@@ -39,14 +70,15 @@ def message() -> str:
 
 def shield() -> None:
     """Ignore Ctrl-C from here on: what follows must finish."""
-    if not _saved:
-        _saved.append(signal.getsignal(signal.SIGINT))
+    _requested[0] = False
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def unshield() -> None:
-    """Give Ctrl-C back (when main() returns inside a longer-lived process, such as a test run;
-    processes started meanwhile would otherwise inherit the ignored signal)."""
-    if _saved:
-        signal.signal(signal.SIGINT, _saved.pop())
+def release() -> None:
+    """Give Ctrl-C back as it was before listen() (main() may return inside a longer-lived
+    process, such as a test run; processes started meanwhile would inherit an ignored signal)."""
+    if _before:
+        handler, sys.unraisablehook = _before.pop()
+        signal.signal(signal.SIGINT, handler)
     _now[0] = "starting"
+    _requested[0] = False

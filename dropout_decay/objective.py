@@ -19,9 +19,8 @@ from .attachments import attach_trial
 from .cache import TokenCache
 from .console import log
 from .grid import search_space, surplus_to
-from .interrupts import shield
+from .interrupts import check, shield
 from .model import ModelSpec
-from .recovery import worker_tag
 from .schedules import Schedule, static
 from .settings import Settings
 from .train import TrainingDiverged, train
@@ -58,7 +57,6 @@ class PointRunner:
             trial.set_user_attr("surplus_to", owner.number)
             raise optuna.TrialPruned(f"its grid point belongs to trial {owner.number}")
         point = {name: trial.suggest_categorical(name, values) for name, values in search_space(self.settings).items()}
-        trial.set_user_attr("worker", worker_tag())
         threads = [self.threads()]
         trial.set_user_attr("threads", threads[0])
         self.on_start(point)
@@ -72,7 +70,8 @@ class PointRunner:
 
         recheck = [time.monotonic() + 1.0]
 
-        def share_cores() -> None:  # once a second: did a worker start or end on this machine?
+        def between_steps() -> None:  # a lost Ctrl-C; once a second: did a worker start or end here?
+            check()
             if time.monotonic() >= recheck[0]:
                 recheck[0] = time.monotonic() + 1.0
                 if threads[-1] != (now := self.threads()):
@@ -82,7 +81,7 @@ class PointRunner:
         t0 = time.perf_counter()
         try:
             segments = train(self.specs[point["model"]], schedule, self.settings.segments(point), self.cache,
-                             self.settings.train, point["seed"], self.device, trace, share_cores)
+                             self.settings.train, point["seed"], self.device, trace, between_steps)
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:

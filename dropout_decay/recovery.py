@@ -4,26 +4,24 @@ reason, is queued again as a WAITING trial on the same grid id, with why.
 * RUNNING trials whose worker process on this host is gone are failed and re-queued at once;
 * RUNNING trials whose heartbeat went stale (another machine died) are failed by Optuna and
   re-queued by `requeue_stale`, the storage's heartbeat callback;
+* a RUNNING trial that never got its worker tag (killed between Optuna creating it and the
+  sampler tagging it, before any heartbeat) is failed and re-queued once UNTAGGED_S have passed;
 * on start, points whose last trial failed for a transient reason (interrupted, worker lost)
   are re-queued; deterministic failures (divergence) keep their FAIL unless asked.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+from datetime import datetime, timedelta
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .grid import trials_by_point
+from .workers import dead_local_pid, worker_tag
 
 TRANSIENT = ("interrupted", "worker lost")
-HOST = socket.gethostname()
-
-
-def worker_tag() -> str:
-    return f"{HOST}:{os.getpid()}"
+UNTAGGED_S = 300  # a trial is tagged within milliseconds of its creation; one still untagged this long is lost
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
@@ -39,21 +37,14 @@ def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     requeue(study, trial, "worker lost (heartbeat stale)")
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def dead_local_pid(trial: FrozenTrial) -> int | None:
-    """The pid of this trial's worker when it ran on this host and is gone, else None."""
-    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-    if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-        return int(pid)
+def lost_reason(trial: FrozenTrial) -> str | None:
+    """Why a RUNNING trial is lost: its local worker died, or it never got a worker at all."""
+    pid = dead_local_pid(trial)
+    if pid is not None:
+        return f"worker lost (pid {pid} died)"
+    if "worker" not in trial.user_attrs and trial.datetime_start is not None \
+            and datetime.now() - trial.datetime_start > timedelta(seconds=UNTAGGED_S):
+        return "worker lost (died as the trial was created)"
     return None
 
 
@@ -61,16 +52,27 @@ def reclaim_dead_local(study: optuna.Study) -> int:
     """Fail and re-queue RUNNING trials whose worker was a process on this host that is gone."""
     n = 0
     for t in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = dead_local_pid(t)
-        if pid is None:
+        reason = lost_reason(t)
+        if reason is None:
             continue
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker lost (pid {pid} died)")
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
             if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                requeue(study, t, f"worker lost (pid {pid} died)")
+                requeue(study, t, reason)
                 n += 1
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker got there first
+    return n
+
+
+def fail_own_running(study: optuna.Study, reason: str) -> int:
+    """Mark this process's RUNNING trials failed with why: a Ctrl-C between Optuna creating a
+    trial and the objective starting escapes the objective, which would otherwise record it."""
+    n = 0
+    for t in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == worker_tag():
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            n += study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return n
 
 

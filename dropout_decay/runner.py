@@ -19,8 +19,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .console import bar, clock, log
 from .grid import GridStatus, grid_status, trials_by_point
+from .interrupts import check
 from .provenance import load_config
-from .recovery import dead_local_pid, reclaim_dead_local
+from .recovery import reclaim_dead_local
+from .workers import dead_local_pid
 
 POLL_S = 5.0
 
@@ -35,6 +37,7 @@ def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], poll_s
     size = study.sampler.size
     mine, seconds = 0, 0.0
     while True:
+        check()
         fail_stale_trials(study)
         reclaim_dead_local(study)
         status = grid_status(study, size)

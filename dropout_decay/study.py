@@ -26,9 +26,10 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from .errors import UsageError
-from .interrupts import doing, message, shield, unshield
+from .interrupts import doing, listen, message, release, shield
 
 RUNS_DIR = Path("runs")
 COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume", "worker", "status", "export",
@@ -132,6 +133,7 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
     from .artefacts import export
     from .console import log
     from .objective import PointRunner
+    from .recovery import fail_own_running
     from .runner import describe, work
 
     runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe(p)}"),
@@ -143,6 +145,7 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
         status = work(study, runner)
     except KeyboardInterrupt:
         shield()  # a second Ctrl-C must not tear what follows
+        fail_own_running(study, "interrupted")
         export(study, out, root)
         log(f"interrupted: the running point is marked failed ('interrupted'); artefacts in {out}; "
             "rerun the same command to resume")
@@ -203,14 +206,12 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run_command(body: Callable[[], int]) -> int:
+    """Run one command: bad input is one line and exit 2, Ctrl-C one line and exit 130."""
+    listen()
     try:
-        if not argv or argv[0] in ("-h", "--help"):
-            print(__doc__)
-            return 0
         quiet_libraries()
-        return dispatch(argv[0], argv[1:], ["python -m dropout_decay.study", *argv])
+        return body()
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -219,8 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         print(message(), file=sys.stderr)
         return 130
     finally:
-        unshield()
+        release()
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    return run_command(lambda: dispatch(argv[0], argv[1:], ["python -m dropout_decay.study", *argv]))
 
 if __name__ == "__main__":
     sys.exit(main())

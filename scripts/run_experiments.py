@@ -9,8 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
 
-from dropout_decay.errors import UsageError  # noqa: E402
-from dropout_decay.study import Parser, add_run_flags, launch, quiet_libraries  # noqa: E402
+from dropout_decay.study import Parser, add_run_flags, launch, run_command  # noqa: E402
 from dropout_decay.settings import add_stage_flags  # noqa: E402
 
 MODES = {"screen_static": "screen", "confirm_static": "confirm", "locked_stream": "stream"}
@@ -22,23 +21,12 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", required=True, choices=sorted(MODES), help="which stage to run")
     add_stage_flags(ap)
     add_run_flags(ap)
-    try:
-        quiet_libraries()
+
+    def body() -> int:
         args = ap.parse_args(argv)
         return launch(MODES[args.mode], args, ["scripts/run_experiments.py", *argv])
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        from dropout_decay.interrupts import message, shield
 
-        shield()
-        print(message(), file=sys.stderr)
-        return 130
-    finally:
-        from dropout_decay.interrupts import unshield
-
-        unshield()
+    return run_command(body)
 
 
 if __name__ == "__main__":

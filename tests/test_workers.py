@@ -18,6 +18,7 @@ from dropout_decay.cache import load_cache
 from dropout_decay.device import select_device
 from dropout_decay.objective import PointRunner
 from dropout_decay.provenance import build_config
+from dropout_decay import recovery
 from dropout_decay.recovery import requeue
 from dropout_decay.runner import work
 from dropout_decay.storage import open_storage, open_study, sqlite_url
@@ -156,6 +157,45 @@ def test_a_point_whose_heartbeat_went_stale_on_another_machine_is_retried(cache_
     assert lost.number == ghost.number
     [retry] = [t for t in trained if t.user_attrs.get("retry_of") == ghost.number]
     assert retry.user_attrs["retry_reason"] == "worker lost (heartbeat stale)" and retry.state == TrialState.COMPLETE
+
+
+ASK_AND_DIE = """
+import os, sys
+from dropout_decay.storage import open_storage, open_study
+study = open_study(open_storage(sys.argv[1]), "grid")
+study.ask()  # Optuna creates the trial and the sampler gives it a grid point; the objective never starts
+os._exit(0)
+"""
+
+
+def test_a_worker_killed_as_its_trial_is_created_leaves_a_point_the_next_run_retries(cache_dir, tmp_path):
+    """Killed between study.ask() and the objective: before the trial was tagged with its worker
+    at birth, such a trial stayed RUNNING for ever, and its point with it."""
+    study, runner = in_process_study(cache_dir, tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", ASK_AND_DIE, sqlite_url(tmp_path)], cwd=ROOT)
+    assert child.wait() == 0
+    [ghost] = study.get_trials(states=(TrialState.RUNNING,))
+    assert ghost.user_attrs.get("worker", "").endswith(f":{child.pid}")
+    assert recovery.reclaim_dead_local(study) == 1  # at once, not after a timeout
+    status = work(study, runner, poll_s=0.1, say=lambda _: None)
+    assert status.complete == 3 and status.failed == 0 and status.running == 0
+    trained = assert_each_point_complete_once(study, size=3)
+    assert [t.number for t in trained if t.state == TrialState.FAIL] == [ghost.number]
+    [retry] = [t for t in trained if t.user_attrs.get("retry_of") == ghost.number]
+    assert retry.user_attrs["retry_reason"] == f"worker lost (pid {child.pid} died)" and retry.state == TrialState.COMPLETE
+
+
+def test_a_trial_that_never_got_a_worker_is_given_up_after_a_while(cache_dir, tmp_path, monkeypatch):
+    """The last backstop: a RUNNING trial with no worker tag (no host, no pid to check) is lost
+    once it is older than any start-up takes, on whichever machine the next worker runs."""
+    study, runner = in_process_study(cache_dir, tmp_path)
+    orphan = study._storage.create_new_trial(study._study_id)  # no sampler, no tag, no heartbeat
+    monkeypatch.setattr(recovery, "UNTAGGED_S", 3600)
+    assert recovery.reclaim_dead_local(study) == 0  # young: it may be a worker starting right now
+    monkeypatch.setattr(recovery, "UNTAGGED_S", 0)
+    assert recovery.reclaim_dead_local(study) == 1
+    lost = study._storage.get_trial(orphan)
+    assert lost.state == TrialState.FAIL and lost.user_attrs["fail_reason"] == "worker lost (died as the trial was created)"
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
