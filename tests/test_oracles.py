@@ -108,6 +108,7 @@ def test_selection_edges_and_boundaries(seeds):
     top = select_curve(curve([4.2, 4.1, 4.0, 3.9, 3.8], 0.01, seeds), delta=0.01)
     assert (top["interior"], top["candidate"], top["best_p"]) == (False, False, 0.5)
     assert top["verdict"].startswith("optimum at the largest rate swept")
+    assert top["quadratic_fit"]["points"] == [0.2, 0.3, 0.5]  # at the top edge: the three highest rates
     zero = select_curve(curve([3.8, 3.9, 4.0, 4.1, 4.2], 0.01, seeds), delta=0.01)
     assert (zero["interior"], zero["nonzero"], zero["candidate"]) == (False, False, False)
     exact = [4.0, 3.75, 3.5, 3.75, 4.5]  # binary-exact, so the boundary is exactly on delta

@@ -99,5 +99,8 @@ def test_a_calibrated_decay_reads_its_law_from_probe_json_or_says_why_not(tmp_pa
     with pytest.raises(UsageError, match=r"cannot read probe results .*broken.json \(JSONDecodeError\)"):
         parse_decay(f"cal:calibrated:{broken}")
     (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(UsageError, match=r"list.json has no law to follow \(it holds no fitted law\)$"):
+        parse_decay(f"cal:calibrated:{tmp_path / 'list.json'}")
     with pytest.raises(UsageError, match=r"has no law to follow \(it holds no fitted law\)$"):
         parse_decay(f"cal:calibrated:{tmp_path / 'empty.json'}")
