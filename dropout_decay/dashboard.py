@@ -8,6 +8,7 @@ are already in the storage and the artifact store when it starts.
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 from .errors import UsageError
@@ -26,9 +27,18 @@ def free_port(port: int) -> int:
 
 
 def serve(storage, port: int, artifact_dir: Path | None = None) -> None:
-    """Blocks until Ctrl-C."""
+    """Blocks until Ctrl-C. The server runs in a daemon thread and the main thread only waits,
+    so a Ctrl-C always lands in the wait: one that landed inside a request (as it did when it
+    came while a response was being written) left the server hung for good."""
+    from wsgiref.simple_server import make_server
+
     from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import run_server
+    from optuna_dashboard import wsgi
 
     store = FileSystemArtifactStore(str(artifact_dir)) if artifact_dir and artifact_dir.is_dir() else None
-    run_server(storage, host="127.0.0.1", port=port, artifact_store=store)
+    server = make_server("127.0.0.1", port, wsgi(storage, artifact_store=store))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        threading.Event().wait()
+    finally:
+        server.server_close()
