@@ -11,7 +11,9 @@ pyproject.toml under [tool.mutmut]. mutmut's own timeout counts CPU time, so a m
 a test wait forever (a work loop that never sees its grid finish) would stall a child; such
 children are killed after --wall-timeout seconds and counted as "timeout" (the tests noticed).
 `--sample N` checks a uniform random sample of N mutants per module, in rounds that give every
-module a share, so a score per module fits in an hour. Prints, per module, killed / (killed +
+module a share, so a score per module fits in an hour. `--verify` gives every survivor a second
+opinion outside mutmut's machinery: the mutant is written into the real source file, the tests
+mutmut lists for it (or the whole selection) run on it, and the file is restored. Prints, per module, killed / (killed +
 survived + timeout + no tests), and every survivor, to be judged equivalent (no behaviour
 changed) or a gap in the tests. Rerunning continues where mutmut stopped; `rm -r mutants` starts over.
 """
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -83,6 +86,27 @@ def run(mutmut: str, args) -> None:
             subprocess.run([*base, *batch], cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
+def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
+    """Each mutant applied to the source in turn: 'killed' if its tests fail, else 'survives'."""
+    selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
+    verdicts = {}
+    for name in names:
+        source = ROOT / (name.rsplit(".", 1)[0].replace(".", "/") + ".py")
+        original = source.read_bytes()
+        tests = subprocess.run([mutmut, "tests-for-mutant", name], cwd=ROOT, capture_output=True, text=True).stdout.split()
+        try:
+            subprocess.run([mutmut, "apply", name], cwd=ROOT, check=True, capture_output=True)
+            run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *(tests or selection)],
+                                 cwd=ROOT, capture_output=True, timeout=limit_s)
+            verdicts[name] = "survives" if run.returncode == 0 else "killed"
+        except subprocess.TimeoutExpired:
+            verdicts[name] = "timeout"
+        finally:
+            source.write_bytes(original)
+        print(f"verify: {name} {verdicts[name]}", file=sys.stderr, flush=True)
+    return verdicts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
@@ -90,11 +114,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="of the sample")
     ap.add_argument("--wall-timeout", type=float, default=150, help="seconds a mutant's tests may take")
     ap.add_argument("--report-only", action="store_true", help="print the scores of the last run")
+    ap.add_argument("--verify", action="store_true", help="re-test every survivor applied to the real source")
     args = ap.parse_args()
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent))
     if not mutmut:
         sys.exit('mutmut is not installed: .venv/bin/pip install "mutmut>=3.3"')
-    if not args.report_only:
+    if not args.report_only and not args.verify:
         stop = threading.Event()
         threading.Thread(target=watchdog, args=(args.wall_timeout, stop), daemon=True).start()
         try:
@@ -102,6 +127,15 @@ def main() -> None:
         finally:
             stop.set()
     counts, survivors = scores()
+    if args.verify:  # mutmut's "survived" and "no tests", re-tested on the real source
+        doubted = {n.split()[0]: n.split()[1].strip("()") for found in survivors.values() for n in found
+                   if n.endswith(("(survived)", "(no tests)"))}
+        for name, verdict in verify(mutmut, list(doubted), args.wall_timeout).items():
+            if verdict != "survives":
+                module = name.rsplit(".", 1)[0].replace(".", "/") + ".py"
+                counts[module][doubted[name]] -= 1
+                counts[module]["killed" if verdict == "killed" else "timeout"] += 1
+                survivors[module] = [n for n in survivors[module] if n.split()[0] != name]
     print(f"{'module':32} {'checked':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'timeout':>7} {'other':>5} "
           f"{'score':>6} {'+timeouts':>9}")
     for module, c in [*counts.items(), ("all", sum(counts.values(), Counter()))]:
@@ -110,6 +144,8 @@ def main() -> None:
               f"{c['suspicious']:5} {c['killed'] / max(judged, 1):6.1%} {(c['killed'] + c['timeout']) / max(judged, 1):9.1%}")
     print("score: killed / checked; +timeouts: counting a mutant whose tests ran out of time as caught")
     for module, names in survivors.items():
+        if not names:
+            continue
         print(f"\n{module}: {len(names)} not killed (see each with `mutmut show NAME`)")
         for name in names:
             print(f"  {name}")
