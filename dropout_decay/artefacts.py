@@ -213,8 +213,7 @@ def export(study: optuna.Study, out_dir: str | Path, root: str | Path | None = N
     files = render(a, os.path.relpath(ensure_plotly(root), out))
     stamp = {"study": study.study_name, "storage_state": storage_state(study),
              "files": {name: hashlib.sha256(text.encode()).hexdigest() for name, text in sorted(files.items())}}
-    pending = out / PENDING
-    shutil.rmtree(pending, ignore_errors=True)
+    pending = out / PENDING  # emptied by _move_pending above
     for name, text in files.items():
         write_text(pending / name, text)
     write_text(pending / "export.json", _json(stamp))  # last: the set is complete

@@ -28,7 +28,7 @@ def quadratic_fit(rates: np.ndarray, means: np.ndarray, best: int) -> dict:
 def select_curve(per_seed: pd.DataFrame, delta: float) -> dict:
     """`per_seed`: columns dropout, seed, val_loss for one model and token limit."""
     g = per_seed.groupby("dropout")["val_loss"]
-    curve = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()}).sort_index()
+    curve = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).sort_index()
     rates, means = curve.index.to_numpy(float), curve["mean"].to_numpy(float)
     best = int(np.argmin(means))
     best_p, best_val = float(rates[best]), float(means[best])

@@ -1,10 +1,13 @@
 """Benchmark several workers on one machine against one, in one run (these machines are noisy).
 
-The same small screen grid (a tiny model on the default corpus, on the CPU) is run three ways:
-  * one process;
+The same small screen grid (a tiny model on the default corpus, on the CPU) is run four ways:
+  * one process (every core);
+  * one process on one thread, so the speed-ups of threads and of processes can be compared;
   * N processes on one SQLite file with the default threads (each takes cores / live workers);
   * N processes each forcing every core (`--threads CORES`), as torch does by default.
-Each prints wall time; the ratios say whether N workers are slower than one (goal: not).
+Each prints wall time; the ratios say whether N workers are slower than one (goal: not). N
+workers can beat one only where N single-thread processes scale better than one process's N
+threads; the last line puts those two speed-ups side by side.
 """
 
 import argparse
@@ -54,12 +57,16 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "dropout_decay.study", "cache", "--vocab-size", "1024"], cwd=ROOT,
                        check=True, capture_output=True)
         one = run(Path(d) / "one", args.steps, 1, None)
+        single = run(Path(d) / "single", args.steps, 1, 1)
         shared = run(Path(d) / "shared", args.steps, args.workers, None)
         greedy = run(Path(d) / "greedy", args.steps, args.workers, n)
     print(f"{n} cores, 8 grid points of 2x4x128, {args.steps} steps each")
     print(f"  1 worker:                                  {one:6.1f} s")
     print(f"  {args.workers} workers, threads shared (default):      {shared:6.1f} s   ratio to 1 worker {shared / one:.2f}   goal <= 1.0")
     print(f"  {args.workers} workers, {n} threads each (torch default): {greedy:6.1f} s   ratio to 1 worker {greedy / one:.2f}")
+    print(f"  1 worker, 1 thread:                        {single:6.1f} s")
+    print(f"  speed-up over 1 worker on 1 thread: {n} threads in one process {single / one:.2f}x, "
+          f"{args.workers} workers {single / shared:.2f}x")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ children are killed after --wall-timeout seconds and counted as "timeout" (the t
 `--sample N` checks a uniform random sample of N mutants per module, in rounds that give every
 module a share, so a score per module fits in an hour. `--verify` gives every survivor a second
 opinion outside mutmut's machinery: the mutant is written into the real source file, the tests
-mutmut lists for it (or the whole selection) run on it, and the file is restored. Prints, per module, killed / (killed +
+mutmut lists for it (or the whole selection) run on it, one mutant at a time, and the file is
+restored. It re-tests the timeouts too, with --verify-timeout: under two parallel children a
+mutant's fifteen tests can outlast --wall-timeout without anything hanging, so a timeout is
+not evidence that the tests noticed. Prints, per module, killed / (killed +
 survived + timeout + no tests), and every survivor, to be judged equivalent (no behaviour
 changed) or a gap in the tests. Rerunning continues where mutmut stopped; `rm -r mutants` starts over.
 """
@@ -96,10 +99,13 @@ def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
         tests = subprocess.run([mutmut, "tests-for-mutant", name], cwd=ROOT, capture_output=True, text=True).stdout.split()
         try:
             subprocess.run([mutmut, "apply", name], cwd=ROOT, check=True, capture_output=True)
-            run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *(tests or selection)],
-                                 cwd=ROOT, capture_output=True, timeout=limit_s)
-            verdicts[name] = "survives" if run.returncode == 0 else "killed"
-        except subprocess.TimeoutExpired:
+            pytest = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                       *(tests or selection)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+            verdicts[name] = "survives" if pytest.wait(timeout=limit_s) == 0 else "killed"
+        except subprocess.TimeoutExpired:  # the tests' own children (workers, servers) go with it
+            os.killpg(pytest.pid, signal.SIGKILL)
+            pytest.wait()
             verdicts[name] = "timeout"
         finally:
             source.write_bytes(original)
@@ -114,7 +120,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="of the sample")
     ap.add_argument("--wall-timeout", type=float, default=150, help="seconds a mutant's tests may take")
     ap.add_argument("--report-only", action="store_true", help="print the scores of the last run")
-    ap.add_argument("--verify", action="store_true", help="re-test every survivor applied to the real source")
+    ap.add_argument("--verify", action="store_true", help="re-test every survivor and timeout on the real source")
+    ap.add_argument("--verify-timeout", type=float, default=600, help="seconds one re-test may take")
     args = ap.parse_args()
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent))
     if not mutmut:
@@ -127,15 +134,19 @@ def main() -> None:
         finally:
             stop.set()
     counts, survivors = scores()
-    if args.verify:  # mutmut's "survived" and "no tests", re-tested on the real source
+    if args.verify:  # mutmut's survivors and timeouts, re-tested on the real source
         doubted = {n.split()[0]: n.split()[1].strip("()") for found in survivors.values() for n in found
-                   if n.endswith(("(survived)", "(no tests)"))}
-        for name, verdict in verify(mutmut, list(doubted), args.wall_timeout).items():
-            if verdict != "survives":
-                module = name.rsplit(".", 1)[0].replace(".", "/") + ".py"
-                counts[module][doubted[name]] -= 1
-                counts[module]["killed" if verdict == "killed" else "timeout"] += 1
-                survivors[module] = [n for n in survivors[module] if n.split()[0] != name]
+                   if n.endswith(("(survived)", "(no tests)", "(timeout)"))}
+        for name, verdict in verify(mutmut, list(doubted), args.verify_timeout).items():
+            status = {"survives": "survived"}.get(verdict, verdict)
+            if doubted[name] == "no tests" and status == "survived":
+                continue  # mutmut found no test that runs it; re-running the whole selection agreed
+            module = name.rsplit(".", 1)[0].replace(".", "/") + ".py"
+            counts[module][doubted[name]] -= 1
+            counts[module][status] += 1
+            survivors[module] = [n for n in survivors[module] if n.split()[0] != name]
+            if status != "killed":
+                survivors[module].append(f"{name} ({status}, verified)")
     print(f"{'module':32} {'checked':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'timeout':>7} {'other':>5} "
           f"{'score':>6} {'+timeouts':>9}")
     for module, c in [*counts.items(), ("all", sum(counts.values(), Counter()))]:
