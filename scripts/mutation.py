@@ -9,12 +9,14 @@ a changed constant, a dropped call) and runs the tests that cover the changed fu
 mutant the tests do not notice "survived". The modules and the fast tests it runs are in
 pyproject.toml under [tool.mutmut]. mutmut's own timeout counts CPU time, so a mutant that makes
 a test wait forever (a work loop that never sees its grid finish) would stall a child; such
-children are killed after --wall-timeout seconds and counted as "timeout" (the tests noticed).
+children are killed after --wall-timeout seconds and counted as "timeout". Each child gets
+cores / children torch threads (OMP_NUM_THREADS), as several workers on one machine do.
 `--sample N` checks a uniform random sample of N mutants per module, in rounds that give every
 module a share, so a score per module fits in an hour. `--verify` gives every survivor a second
 opinion outside mutmut's machinery: the mutant is written into the real source file, the tests
 mutmut lists for it (or the whole selection) run on it, one mutant at a time, and the file is
-restored. It re-tests the timeouts too, with --verify-timeout: under two parallel children a
+restored; pytest's exit code decides (1 or 2: killed, 0: survives, anything else: an error
+that leaves mutmut's verdict). It re-tests the timeouts too, with --verify-timeout: under two parallel children a
 mutant's fifteen tests can outlast --wall-timeout without anything hanging, so a timeout is
 not evidence that the tests noticed. Prints, per module, killed / (killed +
 survived + timeout + no tests), and every survivor, to be judged equivalent (no behaviour
@@ -74,11 +76,14 @@ def unchecked_by_module() -> dict[str, list[str]]:
 
 def run(mutmut: str, args) -> None:
     base = [mutmut, "run", "--max-children", str(args.max_children)]
+    # One thread per child: children that each take every core oversubscribe them and run
+    # several times slower (bench_workers.py), which turned plain test runs into "timeouts".
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.max_children)))
     if not args.sample:
-        subprocess.run(base, cwd=ROOT)
+        subprocess.run(base, cwd=ROOT, env=env)
         return
     if not (ROOT / "mutants").exists():  # let mutmut generate the mutants and its test map first
-        subprocess.run([*base, "no-such-mutant"], cwd=ROOT, capture_output=True)
+        subprocess.run([*base, "no-such-mutant"], cwd=ROOT, capture_output=True, env=env)
     rng = random.Random(args.seed)
     chosen = {m: rng.sample(keys, min(args.sample, len(keys))) for m, keys in unchecked_by_module().items()}
     step = 10
@@ -86,7 +91,7 @@ def run(mutmut: str, args) -> None:
         batch = [k for keys in chosen.values() for k in keys[start:start + step]]
         if batch:
             print(f"mutation: round {start // step + 1}, {len(batch)} mutants", file=sys.stderr, flush=True)
-            subprocess.run([*base, *batch], cwd=ROOT, stdout=subprocess.DEVNULL)
+            subprocess.run([*base, *batch], cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
 
 
 def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
@@ -102,7 +107,8 @@ def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
             pytest = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                        *(tests or selection)], cwd=ROOT, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
-            verdicts[name] = "survives" if pytest.wait(timeout=limit_s) == 0 else "killed"
+            rc = pytest.wait(timeout=limit_s)  # 1: a test failed, 2: collection failed; 4, 5: a bad test list
+            verdicts[name] = {0: "survives", 1: "killed", 2: "killed"}.get(rc, f"error (pytest exit {rc})")
         except subprocess.TimeoutExpired:  # the tests' own children (workers, servers) go with it
             os.killpg(pytest.pid, signal.SIGKILL)
             pytest.wait()
@@ -138,6 +144,9 @@ def main() -> None:
         doubted = {n.split()[0]: n.split()[1].strip("()") for found in survivors.values() for n in found
                    if n.endswith(("(survived)", "(no tests)", "(timeout)"))}
         for name, verdict in verify(mutmut, list(doubted), args.verify_timeout).items():
+            if verdict.startswith("error"):
+                print(f"verify: {name}: {verdict}; mutmut's verdict kept", file=sys.stderr)
+                continue
             status = {"survives": "survived"}.get(verdict, verdict)
             if doubted[name] == "no tests" and status == "survived":
                 continue  # mutmut found no test that runs it; re-running the whole selection agreed
