@@ -29,10 +29,14 @@ REGISTRY = Path(tempfile.gettempdir()) / "dropout-decay-workers"
 
 
 def cores() -> int:
+    """The cores this process may use, capped by OMP_NUM_THREADS when the user set it (as on
+    a cluster, or to pin several hand-started processes to one thread each)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n
 
 
 def register() -> None:

@@ -9,8 +9,9 @@ a changed constant, a dropped call) and runs the tests that cover the changed fu
 mutant the tests do not notice "survived". The modules and the fast tests it runs are in
 pyproject.toml under [tool.mutmut]. mutmut's own timeout counts CPU time, so a mutant that makes
 a test wait forever (a work loop that never sees its grid finish) would stall a child; such
-children are killed after --wall-timeout seconds and counted as "timeout". Each child gets
-cores / children torch threads (OMP_NUM_THREADS), as several workers on one machine do.
+children are killed after --wall-timeout seconds and counted as "timeout". mutmut forks each
+mutant's run from a process that has already run torch, so everything runs on one thread
+(OMP_NUM_THREADS=1): a forked child inherits no OpenMP threads and would hang waiting for them.
 `--sample N` checks a uniform random sample of N mutants per module, in rounds that give every
 module a share, so a score per module fits in an hour. `--verify` gives every survivor a second
 opinion outside mutmut's machinery: the mutant is written into the real source file, the tests
@@ -76,9 +77,10 @@ def unchecked_by_module() -> dict[str, list[str]]:
 
 def run(mutmut: str, args) -> None:
     base = [mutmut, "run", "--max-children", str(args.max_children)]
-    # One thread per child: children that each take every core oversubscribe them and run
-    # several times slower (bench_workers.py), which turned plain test runs into "timeouts".
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.max_children)))
+    # One thread in mutmut's process: it runs the tests once, then forks a child per mutant, and
+    # GNU OpenMP's thread pool does not survive a fork: a child's first parallel torch op then
+    # waits for threads that are not there (every model and train "timeout" of earlier runs).
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     if not args.sample:
         subprocess.run(base, cwd=ROOT, env=env)
         return
@@ -98,6 +100,7 @@ def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
     """Each mutant applied to the source in turn: 'killed' if its tests fail, else 'survives'."""
     selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
     verdicts = {}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` restores the source
     for name in names:
         source = ROOT / (name.rsplit(".", 1)[0].replace(".", "/") + ".py")
         original = source.read_bytes()

@@ -124,3 +124,14 @@ def test_workers_on_one_machine_share_its_cores(tmp_path, monkeypatch):
         assert not (tmp_path / "workers" / str(os.getpid())).exists()
     finally:
         torch.set_num_threads(before)
+
+
+def test_omp_num_threads_caps_the_cores_a_worker_counts(monkeypatch):
+    from dropout_decay import cpu
+
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu.cores() == 8
+    for value, expected in (("3", 3), ("16", 8), ("0", 8), ("", 8), ("four", 8)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert cpu.cores() == expected, value
