@@ -159,6 +159,9 @@ def test_each_format_alone_and_a_configurable_text_field(tmp_path, make):
             (tmp_path / f"{i:02d}.md").write_text(t)
         corpus = load_corpus(corpus_glob=str(tmp_path / "*.md"))
     assert sorted(corpus.documents()) == sorted(t.strip() for t in texts)
+    if make == "jsonl":  # the field reaches the cache build too
+        cache = prepare_cache(DataSource(str(tmp_path / "cache"), VOCAB, corpus=str(tmp_path / "dump.jsonl"), text_field="body"))
+        assert sorted(documents_of(cache)) == sorted(t.strip() for t in texts)
 
 
 @pytest.mark.parametrize("kind, content, message", [
@@ -222,6 +225,20 @@ def test_refuses_missing_cache(tmp_path):
 def test_refuses_other_vocab(cache_dir):
     with pytest.raises(UsageError, match="no token cache for vocab 4096"):
         load_cache(cache_dir, 4096)
+
+
+def test_refuses_a_manifest_whose_vocab_is_not_its_name(scratch_cache):
+    manifest = json.loads(scratch_cache.manifest.read_text())
+    scratch_cache.manifest.write_text(json.dumps(manifest | {"vocab_size": 999}))
+    with pytest.raises(UsageError, match=f"manifest-v{TEST_VOCAB}.json is for vocab 999, not {TEST_VOCAB}$"):
+        load_cache(scratch_cache.dir, TEST_VOCAB)
+
+
+def test_a_token_limit_must_be_positive(cache_dir):
+    cache = load_cache(cache_dir, TEST_VOCAB)
+    assert len(cache.train_pool(1)) == 1
+    with pytest.raises(UsageError, match="^token limit must be positive, got 0$"):
+        cache.train_pool(0)
 
 
 def test_refuses_foreign_tokenizer(scratch_cache):

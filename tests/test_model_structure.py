@@ -205,3 +205,12 @@ def test_keep_masks_drop_at_the_rate_asked(p):
     dropped = 1 - keep_mask((n,), p, torch.device("cpu")).float().mean().item()
     assert dropped == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / n))
     assert (drop_threshold(p) + 32769) / 65536 == pytest.approx(p, abs=1 / 65536)  # P(draw <= threshold)
+
+
+def test_masks_for_another_device_are_made_on_that_device():
+    """MPS and CUDA take the masks' generic branch; the meta device runs it here (shapes, not values)."""
+    meta = torch.device("meta")
+    mask = keep_mask((3, 5), 0.1, meta)
+    assert (mask.device, mask.dtype, tuple(mask.shape)) == (meta, torch.bool, (3, 5))
+    keys = drop_keys(2, 3, 7, 0.1, meta)
+    assert (keys.device, keys.dtype, tuple(keys.shape)) == (meta, torch.bool, (2, 3, 7, 7))

@@ -2,6 +2,7 @@
 pandas from metrics.jsonl, the paired statistics and claims with scipy and a hand-written Holm,
 the probe's optimum and law on a loss table whose answer is known. Plus selection's edge cases."""
 
+import hashlib
 import json
 import math
 
@@ -11,11 +12,13 @@ import pytest
 from scipy import stats
 
 from dropout_decay import study as cli
+from dropout_decay.artefacts import export
 from dropout_decay.comparison import claims, compare_arms, holm
 from dropout_decay.probe import analyse_probe, refine
+from dropout_decay.report import PLOTLY_JS
 from dropout_decay.selection import select_curve
 
-from conftest import VAL, constructed_stream, tiny
+from conftest import VAL, constructed_stream, load, tiny
 
 
 def test_summary_and_selection_match_plain_pandas_on_a_real_screen(cache_dir, tmp_path):
@@ -37,6 +40,25 @@ def test_summary_and_selection_match_plain_pandas_on_a_real_screen(cache_dir, tm
     assert sel["seed_std"] == pytest.approx(math.sqrt((expected["std"] ** 2).mean()))
     dip = min(means.iloc[0], means.iloc[-1]) - means.min()
     assert sel["dip_depth"] == pytest.approx(dip)
+    assert set(summary["device"]) == {"cpu"} and not summary["mps_compliant"].any()  # off-MPS, and says so
+    assert "quadratic_fit" not in pd.read_csv(out / "model_selection.csv").columns  # flattened into quad_*
+
+
+def test_export_json_names_the_storage_state_the_set_describes(cache_dir, tmp_path):
+    """export.json's digest recomputed from the trials, and a second export into another
+    folder with a shared root: plotly.js lives in the root, the report points there."""
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out, "--seeds", "1")]) == 0
+    study = load(out)
+    digest = hashlib.sha256("".join(f"{t.number}:{t.state.name}:{t.value!r}\n" for t in
+                                    sorted(study.get_trials(), key=lambda t: t.number)).encode()).hexdigest()[:16]
+    stamp = json.loads((out / "export.json").read_text())
+    assert (stamp["study"], stamp["storage_state"]) == (study.study_name, digest)
+    assert stamp["files"]["summary.csv"] == hashlib.sha256((out / "summary.csv").read_bytes()).hexdigest()
+    written = export(study, tmp_path / "stage", root=tmp_path / "root")
+    assert written["export.json"].is_file() and all(f.is_file() for f in written.values())
+    assert (tmp_path / "root" / PLOTLY_JS).is_file() and not (tmp_path / "stage" / PLOTLY_JS).exists()
+    assert f'src="../root/{PLOTLY_JS}"' in (tmp_path / "stage" / "report.html").read_text()
 
 
 def hand_holm(p):
@@ -118,6 +140,11 @@ def test_selection_edges_and_boundaries(seeds):
     assert tight["plateau"] == [0.2] and tight["plateau_low"] == tight["plateau_high"] == 0.2
     assert edge["candidate"] and edge["interior"] and edge["nonzero"]
     assert edge["deeper_than_noise"] is (None if seeds == 1 else True)
+    assert edge["verdict"] == ("interior nonzero optimum at p=0.2 (dip 0.5000; seed noise unknown with 1 seed)"
+                               if seeds == 1 else "interior nonzero optimum at p=0.2 (dip 0.5000 = 4.0 seed std)")
+    assert edge["std_val_loss"] == ([None] * 5 if seeds == 1 else pytest.approx([0.125] * 5))  # JSON-safe, no NaN
+    second = select_curve(curve([4.2, 4.1, 4.0, 3.9, 4.3], 0.01, seeds), delta=0.01)
+    assert (second["best_p"], second["interior"]) == (0.3, True)  # one below the top is still inside
     fit = edge["quadratic_fit"]  # through (0.1, 3.75), (0.2, 3.5), (0.3, 3.75): 25 (p - 0.2)^2 + 3.5
     assert (fit["a"], fit["vertex_p"]) == pytest.approx((25.0, 0.2)) and fit["points"] == [0.1, 0.2, 0.3]
     mirror = select_curve(curve(exact[::-1], 0.125, seeds), delta=0.25)  # now the high end is the shallow side

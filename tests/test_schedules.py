@@ -98,6 +98,10 @@ def test_a_calibrated_decay_reads_its_law_from_probe_json_or_says_why_not(tmp_pa
                             f"{tmp_path / 'none.json'} (FileNotFoundError)")
     with pytest.raises(UsageError, match=r"cannot read probe results .*broken.json \(JSONDecodeError\)"):
         parse_decay(f"cal:calibrated:{broken}")
+    colon = tmp_path / "run 10:42" / "probe.json"  # a path may hold colons (a time in a folder name)
+    colon.parent.mkdir()
+    colon.write_text(json.dumps({"law": law}))
+    assert parse_decay(f"cal:calibrated:{colon}").law["source"] == str(colon)
     (tmp_path / "empty.json").write_text("{}")
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(UsageError, match=r"list.json has no law to follow \(it holds no fitted law\)$"):

@@ -75,6 +75,36 @@ def test_non_finite_loss_stops_the_run(cache, monkeypatch):
     assert trace == []  # stopped at the first check, nothing trained on
 
 
+def test_the_smallest_valid_settings_are_accepted():
+    TrainConfig(batch_size=1, seq_len=1, eval_batches=1, log_every=1, warmup_steps=0, eval_every=0,
+                weight_decay=0.0, grad_clip=0.0, min_lr_ratio=0.0).check()
+    TrainConfig(min_lr_ratio=1.0).check()
+
+
+def test_every_optimizer_step_uses_the_scheduled_learning_rate(cache, monkeypatch):
+    used = []
+
+    def spying(model, cfg, device):
+        opt = make_optimizer(model, cfg, device)
+        step = opt.step
+        opt.step = lambda *a, **k: (used.append(opt.param_groups[0]["lr"]), step(*a, **k))[1]
+        return opt
+
+    make_optimizer = train_mod.make_optimizer
+    monkeypatch.setattr(train_mod, "make_optimizer", spying)
+    cfg = TrainConfig(batch_size=4, seq_len=16, lr=2e-3, warmup_steps=3, min_lr_ratio=0.1, eval_batches=1)
+    train(SPEC, static(0.0), [Segment(4000, 12)], cache, cfg, 1)
+    assert used == [train_mod.lr_at(s, 12, cfg) for s in range(12)] and used[-1] < used[3]
+
+
+def test_grad_clip_zero_turns_clipping_off_and_the_model_still_learns(cache):
+    cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=5, eval_batches=2, log_every=5, grad_clip=0.0)
+    trace = []
+    train(SPEC, static(0.0), [Segment(8000, 40)], cache, cfg, 1, trace=trace.append)
+    losses = [r["loss"] for r in trace if r["kind"] == "train"]
+    assert losses[-1] < losses[0] - 0.5  # clip_grad_norm_ with max_norm 0 would zero every gradient
+
+
 def test_lr_schedule_warms_up_then_decays_to_floor():
     cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     lrs = [train_mod.lr_at(s, 100, cfg) for s in range(100)]
