@@ -2,26 +2,26 @@
 
     .venv/bin/pip install "mutmut>=3.3"            # once
     .venv/bin/python scripts/mutation.py           # every mutant: hours on 2 cores
-    .venv/bin/python scripts/mutation.py --sample 40   # 40 random mutants per module
+    .venv/bin/python scripts/mutation.py --sample 25 --seed 3   # 25 random mutants per module
 
-mutmut copies the package into mutants/, makes one small change at a time (a flipped operator,
-a changed constant, a dropped call) and runs the tests that cover the changed function; a
-mutant the tests do not notice "survived". The modules and the fast tests it runs are in
-pyproject.toml under [tool.mutmut]. mutmut's own timeout counts CPU time, so a mutant that makes
-a test wait forever (a work loop that never sees its grid finish) would stall a child; such
-children are killed after --wall-timeout seconds and counted as "timeout". mutmut forks each
-mutant's run from a process that has already run torch, so everything runs on one thread
-(OMP_NUM_THREADS=1): a forked child inherits no OpenMP threads and would hang waiting for them.
-`--sample N` checks a uniform random sample of N mutants per module, in rounds that give every
-module a share, so a score per module fits in an hour. `--verify` gives every survivor a second
-opinion outside mutmut's machinery: the mutant is written into the real source file, the tests
-mutmut lists for it (or the whole selection) run on it, one mutant at a time, and the file is
-restored; pytest's exit code decides (1 or 2: killed, 0: survives, anything else: an error
-that leaves mutmut's verdict). It re-tests the timeouts too, with --verify-timeout: under two parallel children a
-mutant's fifteen tests can outlast --wall-timeout without anything hanging, so a timeout is
-not evidence that the tests noticed. Prints, per module, killed / (killed +
-survived + timeout + no tests), and every survivor, to be judged equivalent (no behaviour
-changed) or a gap in the tests. Rerunning continues where mutmut stopped; `rm -r mutants` starts over.
+mutmut copies the package into mutants/, makes one small change at a time (a flipped operator, a
+changed constant, a dropped call) and runs the tests that cover the changed function; a mutant the
+tests do not notice "survived". The modules and the fast tests it runs are in pyproject.toml under
+[tool.mutmut]. mutmut's own timeout counts CPU time, so a mutant that makes a test wait forever (a
+work loop that never sees its grid finish) would stall a child; such children are killed after
+--wall-timeout seconds and counted as "timeout". mutmut forks each mutant's run from a process that
+has already run torch, so everything runs on one thread (OMP_NUM_THREADS=1): a forked child inherits
+no OpenMP threads and would hang waiting for them. `--sample N` checks a uniform random sample of N
+mutants per module, in rounds that give every module a share (25 per module: about 10 minutes on 2
+cores). `--verify` gives every survivor a second opinion outside mutmut's machinery: the mutant is
+written into the real source file, the tests mutmut lists for it (or the whole selection) run on it,
+one mutant at a time, and the file is restored; pytest's exit code decides (1 or 2: killed, 0:
+survives, anything else: an error that leaves mutmut's verdict). It re-tests the timeouts too, with
+--verify-timeout: a child can hang for reasons of mutmut's own (the OpenMP fork hang above filled
+earlier runs with "timeouts"), so a timeout is not evidence that the tests noticed. Prints, per
+module, killed / (killed + survived + timeout + no tests), and every survivor, to be judged
+equivalent (no behaviour changed) or a gap in the tests. Rerunning continues where mutmut stopped;
+`rm -r mutants` starts over.
 """
 
 import argparse
