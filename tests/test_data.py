@@ -159,8 +159,10 @@ def test_each_format_alone_and_a_configurable_text_field(tmp_path, make):
             (tmp_path / f"{i:02d}.md").write_text(t)
         corpus = load_corpus(corpus_glob=str(tmp_path / "*.md"))
     assert sorted(corpus.documents()) == sorted(t.strip() for t in texts)
-    if make == "jsonl":  # the field reaches the cache build too
-        cache = prepare_cache(DataSource(str(tmp_path / "cache"), VOCAB, corpus=str(tmp_path / "dump.jsonl"), text_field="body"))
+    if make != "parquet":  # the field and the glob reach the cache build too
+        where = (dict(corpus=str(tmp_path / "dump.jsonl"), text_field="body") if make == "jsonl"
+                 else dict(corpus_glob=str(tmp_path / "*.md")))
+        cache = prepare_cache(DataSource(str(tmp_path / "cache"), VOCAB, **where))
         assert sorted(documents_of(cache)) == sorted(t.strip() for t in texts)
 
 
@@ -234,6 +236,15 @@ def test_refuses_a_manifest_whose_vocab_is_not_its_name(scratch_cache):
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 
+@pytest.mark.parametrize("train_tokens", [0, "all"])
+def test_refuses_a_split_that_leaves_no_training_or_no_validation(scratch_cache, train_tokens):
+    manifest = json.loads(scratch_cache.manifest.read_text())
+    split = manifest["token_count"] if train_tokens == "all" else 0
+    scratch_cache.manifest.write_text(json.dumps(manifest | {"train_tokens": split}))
+    with pytest.raises(UsageError, match="has an impossible train/val split$"):
+        load_cache(scratch_cache.dir, TEST_VOCAB)
+
+
 def test_a_token_limit_must_be_positive(cache_dir):
     cache = load_cache(cache_dir, TEST_VOCAB)
     assert len(cache.train_pool(1)) == 1
@@ -258,7 +269,8 @@ def test_refuses_a_truncated_file(scratch_cache):
 def test_refuses_a_shorter_but_valid_token_array(scratch_cache):
     tokens = np.load(scratch_cache.tokens)
     np.save(scratch_cache.tokens, tokens[:-10])
-    with pytest.raises(UsageError, match=f"has {tokens.size - 10:,} tokens, its manifest says {tokens.size:,}"):
+    with pytest.raises(UsageError, match=f"has {tokens.size - 10:,} tokens, its manifest says {tokens.size:,}: "
+                                         "truncated or replaced; rebuild the cache$"):
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 
@@ -272,7 +284,8 @@ def test_refuses_wrong_dtype(scratch_cache):
 def test_refuses_a_cache_of_the_old_name_ordered_format(scratch_cache):
     manifest = json.loads(scratch_cache.manifest.read_text())
     scratch_cache.manifest.write_text(json.dumps(manifest | {"format": 1}))
-    with pytest.raises(UsageError, match="built by an older dropout-decay .*name order.*rebuild it"):
+    with pytest.raises(UsageError, match="built by an older dropout-decay .*name order, no recorded layout\\); "
+                                         "rebuild it: drop --use-cached-data, or run the `cache` command$"):
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 

@@ -118,7 +118,10 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
     assert cli.main(["export", str(out)]) == 0 and not (out / "replay.json").exists()
     storage = open_storage(sqlite_url(out))
     assert sorted(optuna.study.get_all_study_names(storage)) == [original, f"{original}-replay-1", f"{original}-replay-2"]
-    assert "6 of 6 replayed points are bitwise identical" in optuna_note(out, f"{original}-replay-1")
+    note = optuna_note(out, f"{original}-replay-1")
+    assert "6 of 6 replayed points are bitwise identical" in note
+    verdict = optuna_note(out, original).split("\n\n## Replay")[0]
+    assert note.startswith(verdict) and verdict.startswith("## stream: does decaying dropout beat")  # then the replay
 
 
 def test_replay_refuses_what_the_grid_does_not_hold(cache_dir, tmp_path, capsys):

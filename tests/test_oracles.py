@@ -41,6 +41,7 @@ def test_summary_and_selection_match_plain_pandas_on_a_real_screen(cache_dir, tm
     dip = min(means.iloc[0], means.iloc[-1]) - means.min()
     assert sel["dip_depth"] == pytest.approx(dip)
     assert set(summary["device"]) == {"cpu"} and not summary["mps_compliant"].any()  # off-MPS, and says so
+    assert set(metrics["stage"]) == {"screen"}
     assert "quadratic_fit" not in pd.read_csv(out / "model_selection.csv").columns  # flattened into quad_*
 
 
@@ -146,13 +147,21 @@ def test_selection_edges_and_boundaries(seeds):
     second = select_curve(curve([4.2, 4.1, 4.0, 3.9, 4.3], 0.01, seeds), delta=0.01)
     assert (second["best_p"], second["interior"]) == (0.3, True)  # one below the top is still inside
     fit = edge["quadratic_fit"]  # through (0.1, 3.75), (0.2, 3.5), (0.3, 3.75): 25 (p - 0.2)^2 + 3.5
-    assert (fit["a"], fit["vertex_p"]) == pytest.approx((25.0, 0.2)) and fit["points"] == [0.1, 0.2, 0.3]
+    assert (fit["a"], fit["b"], fit["c"], fit["vertex_p"]) == pytest.approx((25.0, -10.0, 4.5, 0.2))
+    assert fit["points"] == [0.1, 0.2, 0.3]
+    assert edge["dip_over_std"] == (None if seeds == 1 else pytest.approx(4.0))
     mirror = select_curve(curve(exact[::-1], 0.125, seeds), delta=0.25)  # now the high end is the shallow side
     assert (mirror["rise_to_lowest_rate"], mirror["rise_to_highest_rate"], mirror["dip_depth"]) == (1.0, 0.5, 0.5)
     shallow = select_curve(curve([4.0, 3.755, 3.75, 3.755, 4.5], 0.01, seeds), delta=0.01)["quadratic_fit"]
     assert (shallow["a"], shallow["vertex_p"]) == pytest.approx((0.5, 0.2))  # a curvature below 1 still has a vertex
     two = select_curve(curve([4.0, 3.9], 0.01, seeds).query("dropout < 0.15"), delta=0.01)
     assert two["quadratic_fit"] == {"a": None, "b": None, "c": None, "vertex_p": None, "points": [0.0, 0.1]}
+
+
+def test_a_dip_exactly_one_seed_std_deep_is_not_deeper_than_noise():
+    level = select_curve(curve([4.0, 3.75, 3.5, 3.75, 4.5], 0.5, 3), delta=0.01)  # binary-exact: dip = std = 0.5
+    assert (level["dip_depth"], level["seed_std"]) == (0.5, 0.5)
+    assert level["deeper_than_noise"] is False and not level["candidate"]
 
 
 def test_noise_decides_a_shallow_dip_with_three_seeds():

@@ -97,12 +97,38 @@ def test_every_optimizer_step_uses_the_scheduled_learning_rate(cache, monkeypatc
     assert used == [train_mod.lr_at(s, 12, cfg) for s in range(12)] and used[-1] < used[3]
 
 
-def test_grad_clip_zero_turns_clipping_off_and_the_model_still_learns(cache):
+def test_grad_clip_clips_every_step_and_zero_turns_it_off(cache, monkeypatch):
+    clipped = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def counting(params, max_norm):
+        clipped.append(max_norm)
+        return clip(params, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counting)
+    base = dict(batch_size=4, seq_len=16, eval_batches=1)
+    train(SPEC, static(0.0), [Segment(4000, 6)], cache, TrainConfig(**base, grad_clip=0.5), 1)
+    assert clipped == [0.5] * 6
+    clipped.clear()
     cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=5, eval_batches=2, log_every=5, grad_clip=0.0)
     trace = []
     train(SPEC, static(0.0), [Segment(8000, 40)], cache, cfg, 1, trace=trace.append)
     losses = [r["loss"] for r in trace if r["kind"] == "train"]
-    assert losses[-1] < losses[0] - 0.5  # clip_grad_norm_ with max_norm 0 would zero every gradient
+    assert clipped == [] and losses[-1] < losses[0] - 0.5  # max_norm 0 would zero every gradient
+
+
+def test_a_step_decay_sets_each_segments_rate_during_training(cache):
+    trace = []
+    train(SPEC, parse_decay("s:0.3:0.1:step"), [Segment(4000, 10), Segment(8000, 10)], cache, CFG, 1, trace=trace.append)
+    in_force = {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"}
+    assert in_force == {(0, 0.3), (1, 0.1)}
+
+
+def test_a_bad_setting_is_named_in_its_flag_form():
+    with pytest.raises(UsageError, match="^--batch-size must be positive, got 0$"):
+        TrainConfig(batch_size=0).check()
+    with pytest.raises(UsageError, match="^--grad-clip must not be negative, got -1$"):
+        TrainConfig(grad_clip=-1).check()
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
