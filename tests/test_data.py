@@ -245,6 +245,11 @@ def test_refuses_a_split_that_leaves_no_training_or_no_validation(scratch_cache,
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 
+def test_reusing_a_cache_cannot_be_combined_with_a_corpus(cache_dir, corpus_dir):
+    with pytest.raises(UsageError, match="^--use-cached-data reuses a cache; it cannot be combined with --corpus/--corpus-glob$"):
+        prepare_cache(DataSource(str(cache_dir), TEST_VOCAB, use_cached=True, corpus=str(corpus_dir)))
+
+
 def test_a_token_limit_must_be_positive(cache_dir):
     cache = load_cache(cache_dir, TEST_VOCAB)
     assert len(cache.train_pool(1)) == 1
