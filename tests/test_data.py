@@ -245,6 +245,13 @@ def test_refuses_a_split_that_leaves_no_training_or_no_validation(scratch_cache,
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 
+def test_refuses_a_manifest_that_is_not_ours(scratch_cache):
+    for text in ("{not json", json.dumps({"vocab_size": TEST_VOCAB})):
+        scratch_cache.manifest.write_text(text)
+        with pytest.raises(UsageError, match=f"manifest-v{TEST_VOCAB}.json is not a dropout-decay cache manifest$"):
+            load_cache(scratch_cache.dir, TEST_VOCAB)
+
+
 def test_reusing_a_cache_cannot_be_combined_with_a_corpus(cache_dir, corpus_dir):
     with pytest.raises(UsageError, match="^--use-cached-data reuses a cache; it cannot be combined with --corpus/--corpus-glob$"):
         prepare_cache(DataSource(str(cache_dir), TEST_VOCAB, use_cached=True, corpus=str(corpus_dir)))

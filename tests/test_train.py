@@ -124,6 +124,16 @@ def test_a_step_decay_sets_each_segments_rate_during_training(cache):
     assert in_force == {(0, 0.3), (1, 0.1)}
 
 
+def test_a_calibrated_decay_sets_the_laws_rate_for_each_cap_per_parameter(cache):
+    law = {"form": "log-linear", "params": {"a": 0.3, "b": 0.05}, "p_range": [0.0, 0.5]}
+    trace = []
+    train(SPEC, parse_decay("cal:calibrated:x", {"cal": law}), [Segment(4000, 10), Segment(8000, 10)], cache, CFG, 1,
+          trace=trace.append)
+    per_param = [cap / SPEC.n_params(TEST_VOCAB) for cap in (4000, 8000)]
+    expected = {(k, round(0.3 - 0.05 * math.log(d), 9)) for k, d in enumerate(per_param)}
+    assert {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"} == expected
+
+
 def test_a_bad_setting_is_named_in_its_flag_form():
     with pytest.raises(UsageError, match="^--batch-size must be positive, got 0$"):
         TrainConfig(batch_size=0).check()
