@@ -22,6 +22,9 @@ earlier runs with "timeouts"), so a timeout is not evidence that the tests notic
 module, killed / (killed + survived + timeout + no tests), and every survivor, to be judged
 equivalent (no behaviour changed) or a gap in the tests. Rerunning continues where mutmut stopped;
 `rm -r mutants` starts over.
+
+A --verify stopped by SIGKILL or a shutdown leaves its mutant in the source: check
+`git diff dropout_decay` afterwards (SIGTERM and Ctrl-C restore it).
 """
 
 import argparse
