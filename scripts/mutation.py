@@ -99,13 +99,19 @@ def run(mutmut: str, args) -> None:
             subprocess.run([*base, *batch], cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
 
 
+def module_of(mutant: str) -> str:
+    """dropout_decay.model.x_drop__mutmut_3 -> dropout_decay/model.py"""
+    return mutant.rsplit(".", 1)[0].replace(".", "/") + ".py"
+
+
 def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
-    """Each mutant applied to the source in turn: 'killed' if its tests fail, else 'survives'."""
+    """Each mutant applied to the source in turn: 'killed' if its tests fail, 'survived' if they
+    pass, 'timeout', or 'error (...)' when pytest could not run them."""
     selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
     verdicts = {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` restores the source
     for name in names:
-        source = ROOT / (name.rsplit(".", 1)[0].replace(".", "/") + ".py")
+        source = ROOT / module_of(name)
         original = source.read_bytes()
         tests = subprocess.run([mutmut, "tests-for-mutant", name], cwd=ROOT, capture_output=True, text=True).stdout.split()
         try:
@@ -114,7 +120,7 @@ def verify(mutmut: str, names: list[str], limit_s: float) -> dict[str, str]:
                                        *(tests or selection)], cwd=ROOT, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
             rc = pytest.wait(timeout=limit_s)  # 1: a test failed, 2: collection failed; 4, 5: a bad test list
-            verdicts[name] = {0: "survives", 1: "killed", 2: "killed"}.get(rc, f"error (pytest exit {rc})")
+            verdicts[name] = {0: "survived", 1: "killed", 2: "killed"}.get(rc, f"error (pytest exit {rc})")
         except subprocess.TimeoutExpired:  # the tests' own children (workers, servers) go with it
             os.killpg(pytest.pid, signal.SIGKILL)
             pytest.wait()
@@ -149,14 +155,13 @@ def main() -> None:
     if args.verify:  # mutmut's survivors and timeouts, re-tested on the real source
         doubted = {n.split()[0]: n.split()[1].strip("()") for found in survivors.values() for n in found
                    if n.endswith(("(survived)", "(no tests)", "(timeout)"))}
-        for name, verdict in verify(mutmut, list(doubted), args.verify_timeout).items():
-            if verdict.startswith("error"):
-                print(f"verify: {name}: {verdict}; mutmut's verdict kept", file=sys.stderr)
+        for name, status in verify(mutmut, list(doubted), args.verify_timeout).items():
+            if status.startswith("error"):
+                print(f"verify: {name}: {status}; mutmut's verdict kept", file=sys.stderr)
                 continue
-            status = {"survives": "survived"}.get(verdict, verdict)
             if doubted[name] == "no tests" and status == "survived":
                 continue  # mutmut found no test that runs it; re-running the whole selection agreed
-            module = name.rsplit(".", 1)[0].replace(".", "/") + ".py"
+            module = module_of(name)
             counts[module][doubted[name]] -= 1
             counts[module][status] += 1
             survivors[module] = [n for n in survivors[module] if n.split()[0] != name]

@@ -219,6 +219,13 @@ def scratch_cache(cache_dir, tmp_path):
     return CachePaths(d, TEST_VOCAB)
 
 
+def edit_manifest(cache: CachePaths, **changes) -> dict:
+    """Rewrite the cache's manifest with `changes`; return it as it was."""
+    manifest = json.loads(cache.manifest.read_text())
+    cache.manifest.write_text(json.dumps(manifest | changes))
+    return manifest
+
+
 def test_refuses_missing_cache(tmp_path):
     with pytest.raises(UsageError, match="no token cache for vocab 512.*manifest-v512.json is missing"):
         prepare_cache(DataSource(str(tmp_path), TEST_VOCAB, use_cached=True))
@@ -230,17 +237,15 @@ def test_refuses_other_vocab(cache_dir):
 
 
 def test_refuses_a_manifest_whose_vocab_is_not_its_name(scratch_cache):
-    manifest = json.loads(scratch_cache.manifest.read_text())
-    scratch_cache.manifest.write_text(json.dumps(manifest | {"vocab_size": 999}))
+    edit_manifest(scratch_cache, vocab_size=999)
     with pytest.raises(UsageError, match=f"manifest-v{TEST_VOCAB}.json is for vocab 999, not {TEST_VOCAB}$"):
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 
 @pytest.mark.parametrize("train_tokens", [0, "all"])
 def test_refuses_a_split_that_leaves_no_training_or_no_validation(scratch_cache, train_tokens):
-    manifest = json.loads(scratch_cache.manifest.read_text())
-    split = manifest["token_count"] if train_tokens == "all" else 0
-    scratch_cache.manifest.write_text(json.dumps(manifest | {"train_tokens": split}))
+    n = json.loads(scratch_cache.manifest.read_text())["token_count"]
+    edit_manifest(scratch_cache, train_tokens=n if train_tokens == "all" else 0)
     with pytest.raises(UsageError, match="has an impossible train/val split$"):
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
@@ -294,8 +299,7 @@ def test_refuses_wrong_dtype(scratch_cache):
 
 
 def test_refuses_a_cache_of_the_old_name_ordered_format(scratch_cache):
-    manifest = json.loads(scratch_cache.manifest.read_text())
-    scratch_cache.manifest.write_text(json.dumps(manifest | {"format": 1}))
+    edit_manifest(scratch_cache, format=1)
     with pytest.raises(UsageError, match="built by an older dropout-decay .*name order, no recorded layout\\); "
                                          "rebuild it: drop --use-cached-data, or run the `cache` command$"):
         load_cache(scratch_cache.dir, TEST_VOCAB)

@@ -83,6 +83,7 @@ def test_the_smallest_valid_settings_are_accepted():
 
 def test_every_optimizer_step_uses_the_scheduled_learning_rate(cache, monkeypatch):
     used = []
+    make_optimizer = train_mod.make_optimizer
 
     def spying(model, cfg, device):
         opt = make_optimizer(model, cfg, device)
@@ -90,7 +91,6 @@ def test_every_optimizer_step_uses_the_scheduled_learning_rate(cache, monkeypatc
         opt.step = lambda *a, **k: (used.append(opt.param_groups[0]["lr"]), step(*a, **k))[1]
         return opt
 
-    make_optimizer = train_mod.make_optimizer
     monkeypatch.setattr(train_mod, "make_optimizer", spying)
     cfg = TrainConfig(batch_size=4, seq_len=16, lr=2e-3, warmup_steps=3, min_lr_ratio=0.1, eval_batches=1)
     train(SPEC, static(0.0), [Segment(4000, 12)], cache, cfg, 1)
@@ -117,21 +117,22 @@ def test_grad_clip_clips_every_step_and_zero_turns_it_off(cache, monkeypatch):
     assert clipped == [] and losses[-1] < losses[0] - 0.5  # max_norm 0 would zero every gradient
 
 
-def test_a_step_decay_sets_each_segments_rate_during_training(cache):
+def rates_in_force(schedule, caps: tuple[int, ...], cache) -> set[tuple[int, float]]:
+    """(segment, dropout rate) pairs the trainer logged through a stream over `caps`."""
     trace = []
-    train(SPEC, parse_decay("s:0.3:0.1:step"), [Segment(4000, 10), Segment(8000, 10)], cache, CFG, 1, trace=trace.append)
-    in_force = {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"}
-    assert in_force == {(0, 0.3), (1, 0.1)}
+    train(SPEC, schedule, [Segment(cap, 10) for cap in caps], cache, CFG, 1, trace=trace.append)
+    return {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"}
+
+
+def test_a_step_decay_sets_each_segments_rate_during_training(cache):
+    assert rates_in_force(parse_decay("s:0.3:0.1:step"), (4000, 8000), cache) == {(0, 0.3), (1, 0.1)}
 
 
 def test_a_calibrated_decay_sets_the_laws_rate_for_each_cap_per_parameter(cache):
     law = {"form": "log-linear", "params": {"a": 0.3, "b": 0.05}, "p_range": [0.0, 0.5]}
-    trace = []
-    train(SPEC, parse_decay("cal:calibrated:x", {"cal": law}), [Segment(4000, 10), Segment(8000, 10)], cache, CFG, 1,
-          trace=trace.append)
     per_param = [cap / SPEC.n_params(TEST_VOCAB) for cap in (4000, 8000)]
     expected = {(k, round(0.3 - 0.05 * math.log(d), 9)) for k, d in enumerate(per_param)}
-    assert {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"} == expected
+    assert rates_in_force(parse_decay("cal:calibrated:x", {"cal": law}), (4000, 8000), cache) == expected
 
 
 def test_a_bad_setting_is_named_in_its_flag_form():
