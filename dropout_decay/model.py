@@ -36,8 +36,7 @@ keys kept; a query always keeps itself, so no row is empty. nanoGPT instead zero
 after the softmax and rescales by 1/(1-p), which no fused attention kernel supports: on a CPU
 it fell back to unfused attention and made p = 0.1 cost 33-46% more per step
 (scripts/bench_train.py). Masking keys keeps the fused kernel, with the same mask rate.
-Masks come from 16 random bits per element (P(drop) = round(p·2^16)/2^16) on a CPU, where
-that is several times cheaper than Bernoulli sampling; elsewhere from uniform floats.
+How masks are drawn (two recorded forms, same statistics) is in masks.py.
 """
 
 from __future__ import annotations
@@ -51,14 +50,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import UsageError
+from .masks import DEFAULT_MASKS, drop, drop_keys
 
 SOFTCAP = 15.0
 ROPE_BASE = 10_000
-DROPOUT_FORM = {
-    "embedding, attention output, MLP output": "inverted dropout: each element zeroed with probability p, the rest scaled by 1/(1-p)",
-    "attention": "DropKey: each (query, earlier key) pair masked before the softmax with probability p, the diagonal "
-                 "always kept, weights renormalised over kept keys (nanoGPT: weights zeroed after the softmax, rescaled)",
-}
 
 
 @dataclass(frozen=True)
@@ -114,47 +109,6 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([a * cos + b * sin, b * cos - a * sin], dim=-1)
 
 
-def random_int16(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """Uniform int16 draws from the torch RNG, four per 64-bit word (cheaper than floats on a CPU)."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
-    return words.view(torch.int16)[:n].view(shape)
-
-
-def drop_threshold(p: float) -> int:
-    """An int16 draw d is dropped when d <= this: P(drop) = round(p * 2^16) / 2^16."""
-    return -32768 + round(p * 65536) - 1
-
-
-def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
-    """A boolean mask, each element True (kept) with probability 1 - p."""
-    if device.type != "cpu":
-        return torch.rand(shape, device=device) >= p
-    return random_int16(shape, device) > drop_threshold(p)
-
-
-def drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout; the identity (and no random draw) when not training or p == 0."""
-    if not training or p == 0:
-        return x
-    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), 0.0)
-
-
-def drop_keys(batch: int, heads: int, T: int, p: float, device: torch.device) -> torch.Tensor:
-    """DropKey's attention mask (True = attend): causal, each earlier key masked with
-    probability p, the diagonal always kept."""
-    if device.type != "cpu":
-        keep = (torch.rand(batch, heads, T, T, device=device) >= p) | torch.eye(T, dtype=torch.bool, device=device)
-        return keep & torch.ones(T, T, dtype=torch.bool, device=device).tril()
-    # one comparison per draw against a per-position threshold: int16's maximum above the
-    # diagonal (never kept), the rate's threshold below it; the diagonal is then set kept
-    threshold = torch.full((T, T), 32767, dtype=torch.int16, device=device)
-    threshold.masked_fill_(torch.ones(T, T, dtype=torch.bool, device=device).tril(-1), drop_threshold(p))
-    keep = random_int16((batch, heads, T, T), device) > threshold
-    keep.diagonal(dim1=-2, dim2=-1).fill_(True)
-    return keep
-
-
 class Attention(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -163,13 +117,13 @@ class Attention(nn.Module):
         self.c_qkv = nn.Linear(spec.width, 3 * spec.width, bias=False)
         self.c_proj = nn.Linear(spec.width, spec.width, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, p: float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, p: float, masks: int) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.c_qkv(x).view(B, T, 3 * self.heads, self.head_dim)
         qk = norm(rotate(qkv[:, :, : 2 * self.heads], cos, sin))  # rotary, then QK norm, as nanochat
         q, k, v = (t.transpose(1, 2) for t in (qk[:, :, : self.heads], qk[:, :, self.heads :], qkv[:, :, 2 * self.heads :]))
         if self.training and p > 0:  # DropKey: mask keys before the softmax; a query always keeps itself
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=drop_keys(B, self.heads, T, p, x.device))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=drop_keys(B, self.heads, T, p, x.device, q.dtype, masks))
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -191,15 +145,15 @@ class Block(nn.Module):
         self.attn = Attention(spec)
         self.mlp = MLP(spec.width)
 
-    def forward(self, x, cos, sin, p: float):
-        x = x + drop(self.attn(norm(x), cos, sin, p), p, self.training)
-        return x + drop(self.mlp(norm(x)), p, self.training)
+    def forward(self, x, cos, sin, p: float, masks: int):
+        x = x + drop(self.attn(norm(x), cos, sin, p, masks), p, self.training, masks)
+        return x + drop(self.mlp(norm(x)), p, self.training, masks)
 
 
 class GPT(nn.Module):
-    def __init__(self, spec: ModelSpec, vocab_size: int, seq_len: int):
+    def __init__(self, spec: ModelSpec, vocab_size: int, seq_len: int, masks: int = DEFAULT_MASKS):
         super().__init__()
-        self.spec, self.vocab_size, self.seq_len = spec, vocab_size, seq_len
+        self.spec, self.vocab_size, self.seq_len, self.masks = spec, vocab_size, seq_len, masks
         self.dropout = 0.0
         self.wte = nn.Embedding(vocab_size, spec.width)
         self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.depth))
@@ -237,9 +191,9 @@ class GPT(nn.Module):
         if T > self.seq_len:
             raise ValueError(f"sequence of {T} exceeds the model's {self.seq_len}")
         p, cos, sin = self.dropout, self.cos[:, :T], self.sin[:, :T]
-        x = drop(norm(self.wte(idx)), p, self.training)
+        x = drop(norm(self.wte(idx)), p, self.training, self.masks)
         for block in self.blocks:
-            x = block(x, cos, sin, p)
+            x = block(x, cos, sin, p, self.masks)
         logits = self.lm_head(norm(x)).float()
         logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
         if targets is None:

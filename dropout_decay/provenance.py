@@ -24,7 +24,7 @@ from .cache import TokenCache
 from .cpu import cores
 from .device import DeviceChoice
 from .errors import UsageError
-from .model import DROPOUT_FORM
+from .masks import describe as describe_masks
 from .settings import Settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def build_config(s: Settings, cache: TokenCache, device: DeviceChoice, command: 
         "grid_seed": s.grid_seed,
         "models": [{"label": m.label, "shape": m.shape, "depth": m.depth, "heads": m.heads, "width": m.width,
                     "parameters": m.n_params(vocab)} for m in s.specs()],
-        "dropout_form": DROPOUT_FORM,
+        "dropout_form": describe_masks(s.train.dropout_masks),
         "data": {"cache_dir": str(Path(s.cache_dir).resolve()), "tokens_file": cache.paths.tokens.name,
                  "tokenizer_file": cache.paths.tokenizer.name, "layout": cache.manifest["layout"],
                  "manifest": cache.manifest},

@@ -19,6 +19,7 @@ from pathlib import Path
 from .cache import DEFAULT_CACHE_DIR, DataSource, TokenCache
 from .errors import UsageError
 from .layout import ORDERS, Layout
+from .masks import LEGACY_MASKS, MASK_FORMS
 from .model import ModelSpec, parse_model_spec
 from .schedules import Schedule, check_rate, is_calibrated, parse_decays, read_calibration, static
 from .tokenizer import DEFAULT_VOCAB
@@ -93,9 +94,10 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Settings":
-        """Also reads the flat layout of 0.1, where the training knobs sat beside the others."""
+        """Also reads the flat layout of 0.1, where the training knobs sat beside the others,
+        and configs from before `dropout_masks`, whose runs drew form 1's masks."""
         known, knobs = {f.name for f in fields(cls)}, {f.name for f in fields(TrainConfig)}
-        train = dict(d.get("train") or {}) | {k: v for k, v in d.items() if k in knobs}
+        train = {"dropout_masks": LEGACY_MASKS} | dict(d.get("train") or {}) | {k: v for k, v in d.items() if k in knobs}
         return cls(**{k: v for k, v in d.items() if k in known and k != "train"},
                    train=TrainConfig(**{k: v for k, v in train.items() if k in knobs}))
 
@@ -103,6 +105,8 @@ class Settings:
         """What makes two runs the same experiment: every result-shaping setting and the data,
         not where the cache or corpus happens to lie."""
         shaping = {k: v for k, v in self.to_dict().items() if k not in NOT_SHAPING}
+        if shaping["train"]["dropout_masks"] == LEGACY_MASKS:  # as before the setting existed
+            del shaping["train"]["dropout_masks"]
         blob = json.dumps({"settings": shaping, "data": data_identity}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -224,6 +228,9 @@ def add_stage_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float, default=t.grad_clip, help=f"gradient norm clip, 0 for none (default {t.grad_clip})")
     g.add_argument("--eval-batches", type=int, default=t.eval_batches, help=f"fixed batches per loss evaluation (default {t.eval_batches})")
     g.add_argument("--eval-every", type=int, default=t.eval_every, help=f"intermediate evaluation interval in steps, 0 for segment ends only (default {t.eval_every})")
+    g.add_argument("--dropout-masks", type=int, default=t.dropout_masks,
+                   help=f"how dropout masks are drawn on a CPU, {' or '.join(map(str, MASK_FORMS))}: same statistics, "
+                        f"different bits (default {t.dropout_masks}; 1 reproduces runs of 0.2)")
     g.add_argument("--log-every", type=int, default=t.log_every, help=f"training-loss trace interval, the only device sync (default {t.log_every})")
     g.add_argument("--plateau-delta", type=float, default=d.plateau_delta,
                    help=f"model selection: rates within this of the best val loss form the plateau (default {d.plateau_delta})")

@@ -27,6 +27,7 @@ import torch
 from .batches import WindowSampler, fixed_batches
 from .cache import TokenCache
 from .errors import UsageError
+from .masks import DEFAULT_MASKS, MASK_FORMS
 from .model import GPT, ModelSpec
 from .schedules import Schedule
 
@@ -45,6 +46,7 @@ class TrainConfig:
     eval_batches: int = 64
     eval_every: int = 500  # intermediate evaluations; every stage also ends with one
     log_every: int = 50
+    dropout_masks: int = DEFAULT_MASKS  # how masks are drawn on a CPU (masks.py); 1 replays 0.2's runs
 
     def check(self) -> None:
         for name in ("batch_size", "seq_len", "eval_batches", "log_every"):
@@ -53,6 +55,8 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.dropout_masks not in MASK_FORMS:
+            raise UsageError(f"--dropout-masks must be one of {', '.join(map(str, MASK_FORMS))}, got {self.dropout_masks}")
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
             raise UsageError(f"--lr must be positive and --min-lr-ratio in [0, 1], got {self.lr} and {self.min_lr_ratio}")
 
@@ -117,7 +121,7 @@ def train(
     tokens_per_step = cfg.batch_size * cfg.seq_len
 
     torch.manual_seed(seed)
-    model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len).to(device)
+    model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len, cfg.dropout_masks).to(device)
     model.train()
     opt = make_optimizer(model, cfg, device)
     sampler = WindowSampler(pools[-1], cfg.batch_size, cfg.seq_len, seed)

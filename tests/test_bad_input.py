@@ -43,6 +43,7 @@ CASES = {
     "dropout negative": (lambda c: ["screen", *base(c), "--dropout-rates", "-0.1", "0", "0.5"], "outside [0, 1)"),
     "negative steps": (lambda c: ["screen", *base(c), "--steps", "-5"], "--steps must be positive, got -5"),
     "zero learning rate": (lambda c: ["screen", *base(c), "--lr", "0"], "--lr must be positive"),
+    "unknown mask form": (lambda c: ["screen", *base(c), "--dropout-masks", "3"], "--dropout-masks must be one of 1, 2, got 3"),
     "token limits above pool": (lambda c: ["screen", *base(c), "--token-limits", "5000", "999999999", "888888888"],
                                 "--token-limits 999,999,999, 888,888,888 exceed the 27,197 training tokens of the cache"),
     "stream caps decreasing": (lambda c: ["stream", *base(c), "--models", "winner=1x2x32",

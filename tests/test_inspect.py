@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
@@ -18,6 +19,8 @@ from dropout_decay import study as cli
 from dropout_decay.cache import load_cache
 from dropout_decay.comparison import paired
 from dropout_decay.model import parse_model_spec
+from dropout_decay.provenance import data_identity
+from dropout_decay.settings import Settings
 from dropout_decay.schedules import parse_decay
 from dropout_decay.train import Segment, TrainConfig, train
 from dropout_decay.storage import open_storage, sqlite_url
@@ -122,6 +125,25 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
     assert "6 of 6 replayed points are bitwise identical" in note
     verdict = optuna_note(out, original).split("\n\n## Replay")[0]
     assert note.startswith(verdict) and verdict.startswith("## stream: does decaying dropout beat")  # then the replay
+
+
+def test_a_study_stored_before_mask_forms_keeps_form_1_on_replay_and_its_fingerprint(cache_dir, tmp_path, capsys):
+    """0.2 drew masks in form 1 and stored no `dropout_masks`. Such a study must replay bitwise
+    (so in form 1, not today's default), and the committed results' fingerprints must still hold."""
+    out = tmp_path / "run"
+    assert cli.main(["screen", *tiny(cache_dir, out), "--dropout-masks", "1"]) == 0
+    study = load(out)
+    config = study.user_attrs["config"]
+    del config["settings"]["train"]["dropout_masks"]  # as 0.2 stored it
+    study.set_user_attr("config", config)
+    capsys.readouterr()
+    assert cli.main(["replay", str(out)]) == 0
+    assert "6/6 points bitwise identical, largest |delta val loss| 0" in capsys.readouterr().out
+    for path in sorted((ROOT / "docs" / "results").glob("*/*/config.json")):
+        stored = json.loads(path.read_text())
+        settings = Settings.from_dict(stored["settings"])
+        assert settings.train.dropout_masks == 1 and "dropout_masks" not in stored["settings"]["train"]
+        assert settings.fingerprint(data_identity(SimpleNamespace(manifest=stored["data"]["manifest"]))) == stored["fingerprint"]
 
 
 def test_replay_refuses_what_the_grid_does_not_hold(cache_dir, tmp_path, capsys):

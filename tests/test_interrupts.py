@@ -129,7 +129,8 @@ def test_a_ctrl_c_python_swallows_in_a_garbage_collector_callback_is_raised_at_t
     class Thing:
         pass
 
-    interrupts.listen()
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal, even
+    interrupts.listen()                                                          # where the suite runs with it ignored
     try:
         thing = Thing()
         weakref.finalize(thing, lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))
@@ -139,4 +140,5 @@ def test_a_ctrl_c_python_swallows_in_a_garbage_collector_callback_is_raised_at_t
             interrupts.check()
     finally:
         interrupts.release()
+        signal.signal(signal.SIGINT, started_with)
     interrupts.check()  # a new command starts with no Ctrl-C pending

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from dropout_decay.model import GPT, drop_keys, drop_threshold, keep_mask, norm, parse_model_spec, rotate
+from dropout_decay.masks import drop, drop_keys, drop_threshold, keep_mask
+from dropout_decay.model import GPT, norm, parse_model_spec, rotate
 
 V, T = 50, 12
 
@@ -175,36 +176,79 @@ def test_attention_dropout_masks_keys_before_the_softmax_in_training_only():
     x = torch.randn(4, T, 16)
     cos, sin = model.cos[:, :T], model.sin[:, :T]
     attn.eval()
-    reference = attn(x, cos, sin, 0.5)
+    reference = attn(x, cos, sin, 0.5, 2)
     attn.train()
     torch.manual_seed(3)
-    trained = attn(x, cos, sin, 0.5)
+    trained = attn(x, cos, sin, 0.5, 2)
     assert not torch.allclose(trained, reference, atol=1e-4)  # active in training
-    assert torch.equal(attn(x, cos, sin, 0.0), reference)  # p = 0 is the plain model
+    assert torch.equal(attn(x, cos, sin, 0.0, 2), reference)  # p = 0 is the plain model
     # the first query sees only itself, which DropKey always keeps: its output never changes
     assert torch.allclose(trained[:, 0], reference[:, 0], atol=1e-6)
 
 
-def test_drop_key_masks_are_causal_keep_the_diagonal_and_mask_at_the_rate():
+@pytest.mark.parametrize("form", [1, 2])
+@pytest.mark.parametrize("n", [64, 7])
+def test_drop_key_masks_are_causal_keep_the_diagonal_and_mask_at_the_rate(form, n):
     torch.manual_seed(0)
-    p, n = 0.3, 64
-    keep = drop_keys(16, 4, n, p, torch.device("cpu"))
-    assert keep.dtype == torch.bool and keep.shape == (16, 4, n, n)
+    p, batch = 0.3, 4000 // n
+    mask = drop_keys(batch, 4, n, p, torch.device("cpu"), torch.float32, form)
+    assert mask.dtype == torch.float32 and mask.shape == (batch, 4, n, n)
+    assert set(mask.unique().tolist()) == {0.0, -math.inf}  # additive: attend or not
+    keep = mask == 0
     assert not keep.triu(1).any()  # never a later key
     assert keep.diagonal(dim1=-2, dim2=-1).all()  # always itself
     below = torch.ones(n, n, dtype=torch.bool).tril(-1)
+    trials = batch * 4 * below.sum().item()
     rate = 1 - keep[..., below].float().mean().item()
-    trials = 16 * 4 * below.sum().item()
     assert rate == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / trials))
+    # every position below the diagonal at the rate (form 2 fills three blocks from its draws)
+    per_position = 1 - keep.float().mean(dim=(0, 1))[below]
+    assert per_position.sub(p).abs().max().item() < 6 * math.sqrt(p * (1 - p) / (batch * 4))
 
 
+def test_form_2_attention_masks_are_independent_across_the_blocks_that_share_a_draw():
+    """Form 2 takes the top-left and the bottom-right block from one draw's two triangles: a
+    kept pair there must say nothing about its mirror (a shared bit would correlate them)."""
+    torch.manual_seed(1)
+    n, h = 16, 8
+    keep = (drop_keys(2000, 4, n, 0.5, torch.device("cpu"), torch.float32, 2) == 0).float().flatten(0, 1)
+    for i, j in [(3, 1), (7, 0), (5, 4)]:  # (i, j) below the diagonal of the top-left block
+        a, b = keep[:, i, j], keep[:, h + i, h + j]  # the top-left pair drawn from X[i, j], its mirror from X[j, i]
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 0.05
+
+
+@pytest.mark.parametrize("form", [1, 2])
 @pytest.mark.parametrize("p", [0.02, 0.1, 0.5, 0.9])
-def test_keep_masks_drop_at_the_rate_asked(p):
+def test_keep_masks_drop_at_the_rate_asked(p, form):
     torch.manual_seed(1)
     n = 400_000
-    dropped = 1 - keep_mask((n,), p, torch.device("cpu")).float().mean().item()
+    dropped = 1 - keep_mask((n,), p, torch.device("cpu"), form).float().mean().item()
     assert dropped == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / n))
     assert (drop_threshold(p) + 32769) / 65536 == pytest.approx(p, abs=1 / 65536)  # P(draw <= threshold)
+
+
+@pytest.mark.parametrize("form", [1, 2])
+def test_a_rate_too_small_for_16_bits_drops_one_draw_in_65536_instead_of_failing(form):
+    """A decay towards 0 passes rates below 2^-17 in its last steps; their threshold must still
+    fit int16 (it once failed the point with an overflow)."""
+    cpu = torch.device("cpu")
+    assert drop_threshold(1e-7) == -32768 and drop_threshold(1 / 65536) == -32768
+    torch.manual_seed(0)
+    mask = drop_keys(2, 2, 8, 1e-7, cpu, torch.float32, form)
+    assert torch.equal(mask == 0, torch.ones(8, 8, dtype=torch.bool).tril().expand(2, 2, 8, 8))  # at 2^-16 none of these dropped
+    x = torch.ones(1000)
+    assert torch.equal(drop(x, 1e-7, True, form), x * (1 / (1 - 1e-7)))
+
+
+def test_both_mask_forms_follow_the_torch_seed_and_differ_from_each_other():
+    def draw(form, seed):
+        torch.manual_seed(seed)
+        return keep_mask((1000,), 0.5, torch.device("cpu"), form), drop_keys(2, 2, 9, 0.5, torch.device("cpu"), torch.float32, form)
+
+    for form in (1, 2):
+        assert all(torch.equal(a, b) for a, b in zip(draw(form, 3), draw(form, 3)))
+        assert not torch.equal(draw(form, 3)[0], draw(form, 4)[0])
+    assert not torch.equal(draw(1, 3)[0], draw(2, 3)[0])
 
 
 def test_masks_for_another_device_are_made_on_that_device():
@@ -212,5 +256,5 @@ def test_masks_for_another_device_are_made_on_that_device():
     meta = torch.device("meta")
     mask = keep_mask((3, 5), 0.1, meta)
     assert (mask.device, mask.dtype, tuple(mask.shape)) == (meta, torch.bool, (3, 5))
-    keys = drop_keys(2, 3, 7, 0.1, meta)
-    assert (keys.device, keys.dtype, tuple(keys.shape)) == (meta, torch.bool, (2, 3, 7, 7))
+    keys = drop_keys(2, 3, 7, 0.1, meta, torch.float16)
+    assert (keys.device, keys.dtype, tuple(keys.shape)) == (meta, torch.float16, (2, 3, 7, 7))

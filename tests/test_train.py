@@ -194,3 +194,16 @@ def test_the_learning_rate_and_the_trace_carry_tokens_seen(cache):
     train(SPEC, static(0.1), [Segment(4000, 20), Segment(8000, 20)], cache, CFG, 1, trace=trace.append)
     assert all(r["tokens"] == r["step"] * CFG.batch_size * CFG.seq_len for r in trace)
     assert [r["step"] for r in trace if r["kind"] == "eval"] == [20, 40]
+
+
+def test_the_mask_form_reaches_the_model_and_changes_only_runs_with_dropout(cache):
+    """`dropout_masks` picks where the CPU's mask bits come from: the same statistics, other bits.
+    So form 1 and form 2 must train to different numbers at p > 0 and to the same ones at p = 0."""
+    from dataclasses import replace
+
+    def val(p, form):
+        return train(SPEC, static(p), [Segment(8000, 12)], cache, replace(CFG, dropout_masks=form), 1)[-1]["val_loss"]
+
+    assert val(0.3, 1) != val(0.3, 2)
+    assert val(0.3, 2) == val(0.3, 2)  # and each form follows the seed
+    assert val(0.0, 1) == val(0.0, 2)

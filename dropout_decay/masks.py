@@ -1,0 +1,116 @@
+"""Dropout masks: which elements each dropout site drops, drawn in one of two recorded forms.
+
+Both forms drop with the same statistics: every element independently with probability p
+(on a CPU, P(drop) = round(p·2^16)/2^16 from 16 random bits per element; see drop_threshold). They differ only in
+where the random bits come from on a CPU, so a run replays bitwise only under its own form;
+the form is a setting (`dropout_masks`), recorded in config.json and part of the fingerprint.
+
+* Form 2 (the default from 0.3): bits from numpy's PCG64DXSM, seeded from torch's generator at
+  each draw (so `torch.manual_seed` still fixes every mask); the attention mask draws only the
+  pairs below the diagonal, half of T×T. On 2 CPU cores that cut dropout's step-time cost at
+  p = 0.1 and 8x8x256 from about 22% to 14% (docs/results/benchmarks.md).
+* Form 1 (0.2 and the committed results): bits from torch's mt19937, every (query, key) pair
+  drawn. Studies stored without the setting were made with it and keep it on replay and resume.
+
+On MPS and CUDA both forms draw uniform floats on the device (`torch.rand`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+MASK_FORMS = (1, 2)
+DEFAULT_MASKS = 2
+LEGACY_MASKS = 1  # what a stored config without the setting was made with
+
+
+def torch_int16(shape: tuple[int, ...]) -> torch.Tensor:
+    """Form 1: uniform int16 draws from torch's generator, four per 64-bit word."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def pcg64_int16(shape: tuple[int, ...]) -> torch.Tensor:
+    """Form 2: uniform int16 draws from PCG64DXSM (about twice torch's rate on a CPU), four per
+    64-bit word, its seed drawn from torch's generator."""
+    n = math.prod(shape)
+    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+    words = np.random.PCG64DXSM(seed).random_raw((n + 3) // 4)
+    return torch.from_numpy(words.view(np.int16)[:n]).view(shape)
+
+
+DRAWS = {1: torch_int16, 2: pcg64_int16}
+
+
+def drop_threshold(p: float) -> int:
+    """An int16 draw d is dropped when d <= this: P(drop) = round(p * 2^16) / 2^16, and at least
+    2^-16 for 0 < p < 2^-17 (a decay's last steps towards 0), where round() would give an int16
+    threshold below -32768."""
+    return max(-32768 + round(p * 65536) - 1, -32768)
+
+
+def keep_mask(shape: tuple[int, ...], p: float, device: torch.device, form: int = DEFAULT_MASKS) -> torch.Tensor:
+    """A boolean mask, each element True (kept) with probability 1 - p."""
+    if device.type != "cpu":
+        return torch.rand(shape, device=device) >= p
+    return DRAWS[form](shape) > drop_threshold(p)
+
+
+def drop(x: torch.Tensor, p: float, training: bool, form: int = DEFAULT_MASKS) -> torch.Tensor:
+    """Inverted dropout; the identity (and no random draw) when not training or p == 0.
+    One multiplier tensor (1/(1-p) or 0) serves the forward and the backward pass: cheaper
+    than selecting with the mask in both, with the same values."""
+    if not training or p == 0:
+        return x
+    return x * torch.where(keep_mask(x.shape, p, x.device, form), 1.0 / (1.0 - p), 0.0).to(x.dtype)
+
+
+def _below_diagonal(n: int, p: float) -> torch.Tensor:
+    """Per-position int16 thresholds: the rate's below the diagonal, int16's maximum (never
+    kept) on and above it."""
+    threshold = torch.full((n, n), 32767, dtype=torch.int16)
+    return threshold.masked_fill_(torch.ones(n, n, dtype=torch.bool).tril(-1), drop_threshold(p))
+
+
+def drop_keys(batch: int, heads: int, T: int, p: float, device: torch.device, dtype: torch.dtype,
+              form: int = DEFAULT_MASKS) -> torch.Tensor:
+    """DropKey's attention mask, additive (0 = attend, -inf = masked): causal, each earlier key
+    masked with probability p, the diagonal always kept. Additive because SDPA turns a boolean
+    mask into this form in every forward and backward call; made once here it is cheaper."""
+    attend, masked = torch.tensor(0.0, dtype=dtype, device=device), torch.tensor(-math.inf, dtype=dtype, device=device)
+    if device.type != "cpu":
+        keep = (torch.rand(batch, heads, T, T, device=device) >= p) | torch.eye(T, dtype=torch.bool, device=device)
+        return torch.where(keep & torch.ones(T, T, dtype=torch.bool, device=device).tril(), attend, masked)
+    if form == 1:
+        mask = torch.where(torch_int16((batch, heads, T, T)) > _below_diagonal(T, p), attend, masked)
+    else:
+        # Only the pairs below the diagonal need bits. Split at h = ceil(T/2): the lower-left
+        # block needs all (T-h) x h, the two diagonal blocks one strict triangle each, which
+        # one h x h draw X holds: its lower triangle for the top-left block, its upper triangle
+        # (transposed) for the bottom-right one. T x h draws in all, disjoint, so independent.
+        h, r = (T + 1) // 2, T // 2
+        draws, threshold = pcg64_int16((batch, heads, T, h)), _below_diagonal(h, p)
+        X = draws[..., :h, :]
+        mask = torch.empty(batch, heads, T, T, dtype=dtype)
+        torch.where(X > threshold, attend, masked, out=mask[..., :h, :h])
+        torch.where(draws[..., h:, :] > drop_threshold(p), attend, masked, out=mask[..., h:, :h])
+        torch.where(X[..., :r, :r].transpose(-1, -2) > threshold[:r, :r], attend, masked, out=mask[..., h:, h:])
+        mask[..., :h, h:] = -math.inf
+    mask.diagonal(dim1=-2, dim2=-1).fill_(0.0)
+    return mask
+
+
+def describe(form: int) -> dict:
+    """How each site drops, for config.json."""
+    bits = {1: "torch's mt19937 generator; every (query, key) pair drawn",
+            2: "numpy's PCG64DXSM seeded from torch's generator at each draw; only pairs below the diagonal drawn"}
+    return {
+        "embedding, attention output, MLP output": "inverted dropout: each element zeroed with probability p, the rest scaled by 1/(1-p)",
+        "attention": "DropKey: each (query, earlier key) pair masked before the softmax with probability p, the diagonal "
+                     "always kept, weights renormalised over kept keys (nanoGPT: weights zeroed after the softmax, rescaled)",
+        "masks": f"form {form}: on a CPU 16 random bits per element from {bits[form]}; on MPS/CUDA uniform floats",
+    }
