@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from typing import NoReturn
 
 MESSAGES = {
     "starting": "interrupted while starting: nothing was written",
@@ -72,6 +73,19 @@ def shield() -> None:
     """Ignore Ctrl-C from here on: what follows must finish."""
     _requested[0] = False
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the process with `code`; after a Ctrl-C (130), at once. A KeyboardInterrupt raised
+    inside code that exec() or eval() runs from a string (dataclasses and numpy.f2py do so while
+    scipy is imported) is marked unhandled even when main() catches it, and CPython then ends
+    the process by SIGINT (status -2) once it has finalised. By then the command has written
+    what it must."""
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 def release() -> None:

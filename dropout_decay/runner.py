@@ -17,6 +17,7 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from . import cpu
 from .console import bar, clock, log
 from .grid import GridStatus, grid_status, trials_by_point
 from .interrupts import check
@@ -24,7 +25,7 @@ from .provenance import load_config
 from .recovery import reclaim_dead_local
 from .workers import dead_local_pid
 
-POLL_S = 5.0
+POLL_S = 1.0  # how often a worker with nothing left to train looks again: at a grid's end it waits this long at most
 
 
 def describe(point: dict) -> str:
@@ -33,35 +34,42 @@ def describe(point: dict) -> str:
 
 def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], poll_s: float = POLL_S,
          say: Callable[[str], None] = log, after_point: Callable[[], None] = lambda: None) -> GridStatus:
-    """Train points until the grid is done, waiting for points other live workers hold."""
+    """Train points until the grid is done, waiting for points other live workers hold.
+    This process counts as a live worker on this machine (cpu.py shares the cores among them)
+    only while it has points to train: waiting for others' last points, it leaves them its cores."""
     size = study.sampler.size
     mine, seconds = 0, 0.0
-    while True:
-        check()
-        fail_stale_trials(study)
-        reclaim_dead_local(study)
-        status = grid_status(study, size)
-        if status.left or status.waiting:
-            ran: list[FrozenTrial] = []
-            study.optimize(objective, n_trials=1, gc_after_trial=False, callbacks=[lambda _, t: ran.append(t)])
-            if getattr(objective, "interrupted", False):
-                raise KeyboardInterrupt
-            if not ran or ran[0].state == TrialState.PRUNED:  # surplus at the tail: someone else has it
-                continue
-            mine += 1
-            seconds += ran[0].duration.total_seconds() if ran[0].duration else 0.0
-            after_point()
+    try:
+        while True:
+            check()
+            fail_stale_trials(study)
+            reclaim_dead_local(study)
             status = grid_status(study, size)
-            per_point = seconds / mine
-            remaining = status.left + status.waiting + status.running
-            finished = status.complete + status.failed
-            say(f"[{bar(finished / size)}] {finished}/{size} complete {status.complete}, failed {status.failed}, "
-                f"running {status.running}, left {status.left + status.waiting} | "
-                f"{per_point:.1f}s/point, ETA {clock(per_point * remaining)}")
-        elif status.running:
-            time.sleep(poll_s)
-        else:
-            return status
+            if status.left or status.waiting:
+                cpu.register()
+                ran: list[FrozenTrial] = []
+                study.optimize(objective, n_trials=1, gc_after_trial=False, callbacks=[lambda _, t: ran.append(t)])
+                if getattr(objective, "interrupted", False):
+                    raise KeyboardInterrupt
+                if not ran or ran[0].state == TrialState.PRUNED:  # surplus at the tail: someone else has it
+                    continue
+                mine += 1
+                seconds += ran[0].duration.total_seconds() if ran[0].duration else 0.0
+                after_point()
+                status = grid_status(study, size)
+                per_point = seconds / mine
+                remaining = status.left + status.waiting + status.running
+                finished = status.complete + status.failed
+                say(f"[{bar(finished / size)}] {finished}/{size} complete {status.complete}, failed {status.failed}, "
+                    f"running {status.running}, left {status.left + status.waiting} | "
+                    f"{per_point:.1f}s/point, ETA {clock(per_point * remaining)}")
+            elif status.running:
+                cpu.unregister()
+                time.sleep(poll_s)
+            else:
+                return status
+    finally:
+        cpu.unregister()
 
 
 def find_previous_run(runs_dir: Path, stage: str, fingerprint: str) -> Path | None:

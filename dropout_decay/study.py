@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UsageError
-from .interrupts import doing, listen, message, release, shield
+from .interrupts import doing, exit_with, listen, message, release, shield
 
 RUNS_DIR = Path("runs")
 COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume", "worker", "status", "export",
@@ -139,7 +139,6 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
     runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe(p)}"),
                          threads=lambda: cpu.share(threads), artifacts=root or out)
     cpu.keep_freed_memory()
-    cpu.register()
     try:
         doing("training")
         status = work(study, runner)
@@ -150,8 +149,6 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
         log(f"interrupted: the running point is marked failed ('interrupted'); artefacts in {out}; "
             "rerun the same command to resume")
         return 130
-    finally:
-        cpu.unregister()
     doing("exporting")
     written = export(study, out, root)
     log(f"done: {status.complete}/{status.size} complete, {status.failed} failed; wrote {len(written)} files in {out}")
@@ -231,4 +228,4 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: dispatch(argv[0], argv[1:], ["python -m dropout_decay.study", *argv]))
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -58,6 +58,31 @@ def test_ctrl_c_while_importing_is_one_line_and_writes_nothing(cache_dir, tmp_pa
     assert not out.exists() or not any(out.iterdir()) or (out / "study.db").exists()
 
 
+CTRL_C_INSIDE_EXEC = """
+import os, signal, sys
+class Finder:  # when dropout_decay.settings is first imported, a Ctrl-C lands in code run by exec()
+    def find_spec(self, name, path=None, target=None):
+        if name == "dropout_decay.settings":
+            sys.meta_path.remove(self)
+            exec("os.kill(os.getpid(), signal.SIGINT)\\nimport time\\ntime.sleep(10)", {"os": os, "signal": signal})
+sys.meta_path.insert(0, Finder())
+"""
+
+
+def test_a_ctrl_c_inside_exec_while_starting_still_exits_130(cache_dir, tmp_path):
+    """Code run by exec() of a string (dataclasses and numpy.f2py run such code while scipy is
+    imported) marks a KeyboardInterrupt raised in it as unhandled even when we catch it, and
+    CPython then ended the process by SIGINT (status -2) after our line, not with 130."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CTRL_C_INSIDE_EXEC)
+    proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "screen", *tiny(cache_dir, tmp_path / "run")],
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(hook)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
+    assert interrupted(proc) == "interrupted while starting: nothing was written"
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_while_creating_the_study_leaves_it_finishable(cache_dir, tmp_path):
     out = tmp_path / "run"
     proc = spawn(["screen", *tiny(cache_dir, out)], pause_at="creating")

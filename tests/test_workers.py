@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from dropout_decay import study as cli
@@ -18,7 +19,8 @@ from dropout_decay.cache import load_cache
 from dropout_decay.device import select_device
 from dropout_decay.objective import PointRunner
 from dropout_decay.provenance import build_config
-from dropout_decay import recovery
+from dropout_decay import cpu, recovery, workers
+from dropout_decay import runner as runner_module
 from dropout_decay.recovery import requeue
 from dropout_decay.runner import work
 from dropout_decay.storage import open_storage, open_study, sqlite_url
@@ -143,6 +145,35 @@ def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
     config = build_config(check(s), cache, select_device("cpu"), "test", None)
     study = open_study(open_storage(sqlite_url(tmp_path), heartbeat_s=heartbeat_s), "grid", config)
     return study, PointRunner(s, cache, "cpu")
+
+
+def test_a_worker_that_only_waits_for_the_last_point_leaves_its_cores_to_the_one_training_it(cache_dir, tmp_path, monkeypatch):
+    """At a grid's end one worker trains the last point while the other waits. The waiting one
+    must not count as live, or the last point trains on cores // 2 threads with half the cores idle."""
+    study, runner = in_process_study(cache_dir, tmp_path)
+    runner.threads = lambda: cpu.share(None)  # as drive() sets it
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another worker here...
+    threads_before = torch.get_num_threads()
+    try:
+        held = study.ask()  # ...holding the last point, registered as a worker registers itself
+        held.set_user_attr("worker", f"{workers.HOST}:{other.pid}")
+        (cpu.REGISTRY / str(other.pid)).touch()
+        while_waiting = []
+
+        def wait(seconds):  # work() sleeps only while it waits for points others hold
+            while_waiting.append((cpu.live_workers(), seconds))
+            study._storage.set_trial_state_values(held._trial_id, TrialState.COMPLETE, [1.0])  # the other one finishes
+
+        monkeypatch.setattr(runner_module.time, "sleep", wait)
+        status = work(study, runner, say=lambda _: None)
+    finally:
+        other.kill()
+        other.wait()
+        torch.set_num_threads(threads_before)
+    both = max(1, cpu.cores() // 2)
+    assert [t.user_attrs["threads"] for t in study.trials if t.number != held.number] == [both, both]  # while both train
+    assert while_waiting == [(1, 1.0)]  # then only the other counts, and we look again within a second
+    assert status.complete == 3 and not (cpu.REGISTRY / str(os.getpid())).exists()
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() stands in for the other machine
