@@ -2,11 +2,12 @@
 
 Every torch process takes all cores by default, so two workers on a laptop each run twice as
 many threads as there are cores and both slow down. Each worker registers its pid in a
-per-machine folder while it has points to train (runner.work) and takes cores // (live workers) threads, unless the user fixed
-`--threads`: before each point and once a second inside it, because a worker that joins while
-another is mid-point would otherwise oversubscribe the cores until that point ends (spinning
-OpenMP threads made that several times slower than one worker). Each trial records its count,
-or the counts in the order it used them.
+per-machine folder while it has points to train (runner.work) and takes cores // (live
+workers) threads, unless the user fixed `--threads`: before each point and once a second
+inside it, because a worker that joins while another is mid-point would otherwise
+oversubscribe the cores until that point ends (spinning OpenMP threads made that several
+times slower than one worker). Each trial records its count, or the counts in the order it
+used them.
 
 glibc returns large freed blocks to the system at once, so every step's activations and
 dropout masks are page-faulted in anew; keeping them (as jemalloc or tcmalloc would) made a

@@ -1,9 +1,10 @@
 """Dropout masks: which elements each dropout site drops, drawn in one of two recorded forms.
 
 Both forms drop with the same statistics: every element independently with probability p
-(on a CPU, P(drop) = round(p·2^16)/2^16 from 16 random bits per element; see drop_threshold). They differ only in
-where the random bits come from on a CPU, so a run replays bitwise only under its own form;
-the form is a setting (`dropout_masks`), recorded in config.json and part of the fingerprint.
+(on a CPU, P(drop) = round(p·2^16)/2^16 from 16 random bits per element; see drop_threshold).
+They differ only in where the random bits come from on a CPU, so a run replays bitwise only
+under its own form; the form is a setting (`dropout_masks`), recorded in config.json and part
+of the fingerprint.
 
 * Form 2 (the default from 0.3): bits from numpy's PCG64DXSM, seeded from torch's generator at
   each draw (so `torch.manual_seed` still fixes every mask); the attention mask draws only the
@@ -83,7 +84,7 @@ def drop_keys(batch: int, heads: int, T: int, p: float, device: torch.device, dt
     mask into this form in every forward and backward call; made once here it is cheaper."""
     attend, masked = torch.tensor(0.0, dtype=dtype, device=device), torch.tensor(-math.inf, dtype=dtype, device=device)
     if device.type != "cpu":
-        keep = (torch.rand(batch, heads, T, T, device=device) >= p) | torch.eye(T, dtype=torch.bool, device=device)
+        keep = keep_mask((batch, heads, T, T), p, device) | torch.eye(T, dtype=torch.bool, device=device)
         return torch.where(keep & torch.ones(T, T, dtype=torch.bool, device=device).tril(), attend, masked)
     if form == 1:
         mask = torch.where(torch_int16((batch, heads, T, T)) > _below_diagonal(T, p), attend, masked)
