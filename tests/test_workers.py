@@ -119,9 +119,11 @@ def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir
     tag = f"{os.uname().nodename}:{victim.pid}"
 
     def victim_mid_trial() -> bool:
-        # params, not just the tag: a trial carries its worker from birth, before its point's params are set
+        # every param, not just the tag: a trial carries its worker from birth, and its point's
+        # params are suggested one at a time (a kill between two left a half-named point)
         running = study_in(url).get_trials(states=(TrialState.RUNNING,))
-        return any(t.user_attrs.get("worker") == tag and t.params for t in running)
+        return any(t.user_attrs.get("worker") == tag and set(t.params) == {"model", "seed", "dropout", "tokens"}
+                   for t in running)
 
     wait_for(victim_mid_trial, "the victim to hold a point", [first, victim, survivor])
     os.kill(victim.pid, signal.SIGKILL)
