@@ -22,15 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropout_decay.build import build_cache, encode  # noqa: E402
-from dropout_decay.corpus import load_corpus  # noqa: E402
-from dropout_decay.tokenizer import train_tokenizer  # noqa: E402
+from dropout_decay.data.build import build_cache, encode  # noqa: E402
+from dropout_decay.data.corpus import load_corpus  # noqa: E402
+from dropout_decay.data.tokenizer import train_tokenizer  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from dropout_decay.build import build_cache
-from dropout_decay.corpus import load_corpus
+from dropout_decay.data.build import build_cache
+from dropout_decay.data.corpus import load_corpus
 timings = {{}}
 cache = build_cache({cache!r}, {vocab}, load_corpus(corpus_glob={glob!r}), timings=timings)
 print(json.dumps({{"tokens": int(cache.tokens.size), "timings": timings,

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_model_change.py --commit 3c39f04 --dropout 0
 
-Loads `dropout_decay/model.py` as it was at COMMIT next to today's, gives both the same seed,
+Loads the model module (`dropout_decay/model/gpt.py`, before 0.4 `dropout_decay/model.py`) as it was at COMMIT next to today's, gives both the same seed,
 batch and optimiser, and times fwd + bwd + AdamW steps in interleaved rounds; prints the median
 ratio today/then per shape. Used to show that the cheaper dropout left p = 0 no slower.
 """
@@ -21,17 +21,27 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dropout_decay import cpu  # noqa: E402
-from dropout_decay import model as today  # noqa: E402
+from dropout_decay.sweep import cpu  # noqa: E402
+from dropout_decay.model import gpt as today  # noqa: E402
+
+
+FLAT = {"errors": "common.errors", "masks": "model.masks"}  # where the flat package's modules live now
 
 
 def model_at(commit: str):
-    """model.py of COMMIT as a module inside the package (its relative imports resolve)."""
-    source = subprocess.run(["git", "show", f"{commit}:dropout_decay/model.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
+    """The model module of COMMIT beside today's package (its imports pointed at today's modules)."""
+    def show(path: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
+
+    found = show("dropout_decay/model/gpt.py")
+    source, name = found.stdout, "dropout_decay.model.gpt_then"
+    if found.returncode != 0:  # before 0.4 the package was flat
+        source, name = show("dropout_decay/model.py").stdout, "dropout_decay.model_then"
+        for flat, now in FLAT.items():
+            source = source.replace(f"from .{flat} import", f"from dropout_decay.{now} import")
     path = Path(tempfile.mkdtemp()) / "model_then.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("dropout_decay.model_then", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)

@@ -25,8 +25,8 @@ from optuna.storages.journal import JournalFileBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropout_decay.grid import FastGridSampler  # noqa: E402
-from dropout_decay.runner import open_storage, open_study, work  # noqa: E402
+from dropout_decay.sweep.grid import FastGridSampler  # noqa: E402
+from dropout_decay.sweep.runner import open_storage, open_study, work  # noqa: E402
 
 warnings.filterwarnings("ignore")
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -25,12 +25,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropout_decay import cpu, model as gpt  # noqa: E402
-from dropout_decay.cache import DataSource, prepare_cache  # noqa: E402
-from dropout_decay.model import GPT, parse_model_spec  # noqa: E402
-from dropout_decay.batches import WindowSampler  # noqa: E402
-from dropout_decay.schedules import parse_decay  # noqa: E402
-from dropout_decay.train import TrainConfig, lr_at, make_optimizer  # noqa: E402
+from dropout_decay.sweep import cpu
+from dropout_decay.model import gpt  # noqa: E402
+from dropout_decay.data.cache import DataSource  # noqa: E402
+from dropout_decay.data.prepare import prepare_cache  # noqa: E402
+from dropout_decay.model.gpt import GPT, parse_model_spec  # noqa: E402
+from dropout_decay.data.batches import WindowSampler  # noqa: E402
+from dropout_decay.model.schedules import parse_decay  # noqa: E402
+from dropout_decay.training.train import TrainConfig, lr_at, make_optimizer  # noqa: E402
 
 
 def sync(device: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dropout_decay.cpu import cores  # noqa: E402
+from dropout_decay.sweep.cpu import cores  # noqa: E402
 
 
 def grid(out: Path, steps: int) -> list[str]:

@@ -100,7 +100,7 @@ def run(mutmut: str, args) -> None:
 
 
 def module_of(mutant: str) -> str:
-    """dropout_decay.model.x_drop__mutmut_3 -> dropout_decay/model.py"""
+    """dropout_decay.model.gpt.x_drop__mutmut_3 -> dropout_decay/model/gpt.py"""
     return mutant.rsplit(".", 1)[0].replace(".", "/") + ".py"
 
 

@@ -20,8 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropout_decay.law import predict  # noqa: E402
-from dropout_decay.svg import COLOURS, line_chart  # noqa: E402
+from dropout_decay.model.law import predict  # noqa: E402
+from dropout_decay.common.svg import COLOURS, line_chart  # noqa: E402
 
 KEEP = ("config.json", "metrics.jsonl", "summary.csv", "summary.json", "model_selection.csv", "model_selection.json",
         "probe.csv", "probe.json", "comparison.csv", "comparison.json", "claims.csv", "claims.json", "export.json")

@@ -9,8 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
 
-from dropout_decay.study import Parser, add_run_flags, launch, run_command  # noqa: E402
-from dropout_decay.settings import add_stage_flags  # noqa: E402
+from dropout_decay.cli.main import run_command  # noqa: E402
+from dropout_decay.cli.parsing import Parser, add_run_flags  # noqa: E402
+from dropout_decay.cli.stages import launch  # noqa: E402
+from dropout_decay.sweep.settings import add_stage_flags  # noqa: E402
 
 MODES = {"screen_static": "screen", "confirm_static": "confirm", "locked_stream": "stream"}
 

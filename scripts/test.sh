@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The test suite, set-up included: what the README's second command and .ci/run both run.
+# First the import contract (lint-imports), then pytest.
 # The multi-worker tests need a PostgreSQL server binary (initdb, pg_ctl); they start a private
 # cluster on loopback themselves. On Debian/Ubuntu as root (or with sudo) we install it if absent.
 set -euo pipefail
@@ -14,4 +15,5 @@ if ! have_pg && command -v apt-get >/dev/null; then
     || echo "could not install postgresql: the PostgreSQL tests will be skipped" >&2
 fi
 if have_pg; then export DROPOUT_DECAY_REQUIRE_POSTGRES=1; fi  # present: its tests must run, not skip
+.venv/bin/lint-imports --no-cache  # the import layers in pyproject.toml
 exec .venv/bin/python -m pytest -q "$@"

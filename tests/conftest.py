@@ -18,14 +18,14 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from dropout_decay import study as cli
-from dropout_decay.build import build_cache
-from dropout_decay.cache import load_cache
-from dropout_decay.corpus import load_corpus
-from dropout_decay.device import select_device
-from dropout_decay.provenance import build_config
-from dropout_decay.settings import Settings, check
-from dropout_decay.storage import open_storage, open_study, sqlite_url
+from dropout_decay.cli import main as cli
+from dropout_decay.data.build import build_cache
+from dropout_decay.data.cache import load_cache
+from dropout_decay.data.corpus import load_corpus
+from dropout_decay.training.device import select_device
+from dropout_decay.sweep.provenance import build_config
+from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
 
 FIXTURE_CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 TEST_VOCAB = 512

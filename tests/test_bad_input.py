@@ -11,8 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dropout_decay import study as cli
-from dropout_decay.storage import open_storage
+from dropout_decay.cli import main as cli
+from dropout_decay.sweep.storage import open_storage
 
 from conftest import TEST_VOCAB
 from conftest import TRAIN

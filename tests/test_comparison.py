@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dropout_decay.comparison import claims, compare_arms, holm, paired
+from dropout_decay.analysis.comparison import claims, compare_arms, holm, paired
 
 NAN = math.nan
 ONE_SEED = ("no interval (one seed)", "one seed: no interval can be given")

@@ -10,13 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dropout_decay.batches import WindowSampler, fixed_batches
-from dropout_decay.build import build_cache
-from dropout_decay.cache import CachePaths, DataSource, load_cache, prepare_cache
-from dropout_decay.corpus import clean_transcript, load_corpus
-from dropout_decay.errors import UsageError
-from dropout_decay.layout import Layout
-from dropout_decay.tokenizer import train_tokenizer
+from dropout_decay.data.batches import WindowSampler, fixed_batches
+from dropout_decay.data.build import build_cache
+from dropout_decay.data.cache import CachePaths, DataSource, load_cache
+from dropout_decay.data.prepare import prepare_cache
+from dropout_decay.data.corpus import clean_transcript, load_corpus
+from dropout_decay.common.errors import UsageError
+from dropout_decay.data.layout import Layout
+from dropout_decay.data.tokenizer import train_tokenizer
 
 from conftest import TEST_VOCAB
 
@@ -311,7 +312,7 @@ def test_refuses_vocab_beyond_uint16(tmp_path, corpus_dir):
 
 
 def test_killed_build_leaves_no_loadable_cache(scratch_cache, corpus_dir, monkeypatch):
-    import dropout_decay.build as build_mod
+    import dropout_decay.data.build as build_mod
 
     def die(*a, **k):
         raise KeyboardInterrupt

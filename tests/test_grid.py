@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from dropout_decay.grid import GridStatus, first_complete, grid_status, surplus_to
+from dropout_decay.sweep.grid import GridStatus, first_complete, grid_status, surplus_to
 
 C, R, W, F, P = TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL, TrialState.PRUNED
 

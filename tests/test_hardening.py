@@ -10,14 +10,15 @@ import optuna
 import pytest
 from optuna.samplers import GridSampler
 
-from dropout_decay import artefacts, study as cli
-from dropout_decay.cache import load_cache
-from dropout_decay.device import select_device
-from dropout_decay.grid import FastGridSampler
-from dropout_decay.provenance import build_config
-from dropout_decay.runner import print_status
-from dropout_decay.settings import Settings, check
-from dropout_decay.storage import open_storage, open_study, sqlite_url
+from dropout_decay.report import artefacts
+from dropout_decay.cli import main as cli
+from dropout_decay.data.cache import load_cache
+from dropout_decay.training.device import select_device
+from dropout_decay.sweep.grid import FastGridSampler
+from dropout_decay.sweep.provenance import build_config
+from dropout_decay.sweep.runner import print_status
+from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
 
 from conftest import TEST_VOCAB, load, tiny
 
@@ -107,7 +108,7 @@ def test_workers_on_one_machine_share_its_cores(tmp_path, monkeypatch):
 
     import torch
 
-    from dropout_decay import cpu
+    from dropout_decay.sweep import cpu
 
     monkeypatch.setattr(cpu, "REGISTRY", tmp_path / "workers")
     monkeypatch.setattr(cpu, "cores", lambda: 8)
@@ -127,7 +128,7 @@ def test_workers_on_one_machine_share_its_cores(tmp_path, monkeypatch):
 
 
 def test_omp_num_threads_caps_the_cores_a_worker_counts(monkeypatch):
-    from dropout_decay import cpu
+    from dropout_decay.sweep import cpu
 
     monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -15,15 +15,15 @@ import optuna
 import pandas as pd
 import pytest
 
-from dropout_decay import study as cli
-from dropout_decay.cache import load_cache
-from dropout_decay.comparison import paired
-from dropout_decay.model import parse_model_spec
-from dropout_decay.provenance import data_identity
-from dropout_decay.settings import Settings
-from dropout_decay.schedules import parse_decay
-from dropout_decay.train import Segment, TrainConfig, train
-from dropout_decay.storage import open_storage, sqlite_url
+from dropout_decay.cli import main as cli
+from dropout_decay.data.cache import load_cache
+from dropout_decay.analysis.comparison import paired
+from dropout_decay.model.gpt import parse_model_spec
+from dropout_decay.sweep.provenance import data_identity
+from dropout_decay.sweep.settings import Settings
+from dropout_decay.model.schedules import parse_decay
+from dropout_decay.training.train import Segment, TrainConfig, train
+from dropout_decay.sweep.storage import open_storage, sqlite_url
 
 from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, default_ctrl_c, load, tiny
 

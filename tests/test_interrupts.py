@@ -14,8 +14,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dropout_decay import interrupts, study as cli
-from dropout_decay.storage import open_storage, sqlite_url
+from dropout_decay.common import interrupts
+from dropout_decay.cli import main as cli
+from dropout_decay.sweep.storage import open_storage, sqlite_url
 
 from conftest import default_ctrl_c, load, mid_grid, points, tiny
 
@@ -60,9 +61,9 @@ def test_ctrl_c_while_importing_is_one_line_and_writes_nothing(cache_dir, tmp_pa
 
 CTRL_C_INSIDE_EXEC = """
 import os, signal, sys
-class Finder:  # when dropout_decay.settings is first imported, a Ctrl-C lands in code run by exec()
+class Finder:  # when dropout_decay.sweep.settings is first imported, a Ctrl-C lands in code run by exec()
     def find_spec(self, name, path=None, target=None):
-        if name == "dropout_decay.settings":
+        if name == "dropout_decay.sweep.settings":
             sys.meta_path.remove(self)
             exec("os.kill(os.getpid(), signal.SIGINT)\\nimport time\\ntime.sleep(10)", {"os": os, "signal": signal})
 sys.meta_path.insert(0, Finder())

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from dropout_decay.device import select_device
-from dropout_decay.errors import UsageError
-from dropout_decay.model import GPT, parse_model_spec
+from dropout_decay.training.device import select_device
+from dropout_decay.common.errors import UsageError
+from dropout_decay.model.gpt import GPT, parse_model_spec
 
 SPEC = parse_model_spec("2x2x32")
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from dropout_decay.masks import drop, drop_keys, drop_threshold, keep_mask
-from dropout_decay.model import GPT, norm, parse_model_spec, rotate
+from dropout_decay.model.masks import drop, drop_keys, drop_threshold, keep_mask
+from dropout_decay.model.gpt import GPT, norm, parse_model_spec, rotate
 
 V, T = 50, 12
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dropout_decay import study as cli
-from dropout_decay.artefacts import export
-from dropout_decay.comparison import claims, compare_arms, holm
-from dropout_decay.probe import analyse_probe, refine
-from dropout_decay.report import PLOTLY_JS
-from dropout_decay.selection import select_curve
+from dropout_decay.cli import main as cli
+from dropout_decay.report.artefacts import export
+from dropout_decay.analysis.comparison import claims, compare_arms, holm
+from dropout_decay.analysis.probe import analyse_probe, refine
+from dropout_decay.report.page import PLOTLY_JS
+from dropout_decay.analysis.selection import select_curve
 
 from conftest import VAL, constructed_stream, load, tiny
 

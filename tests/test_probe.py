@@ -6,9 +6,9 @@ import shutil
 import optuna
 import pytest
 
-from dropout_decay import study as cli
-from dropout_decay.law import predict
-from dropout_decay.storage import open_storage, sqlite_url
+from dropout_decay.cli import main as cli
+from dropout_decay.model.law import predict
+from dropout_decay.sweep.storage import open_storage, sqlite_url
 
 from conftest import TEST_VOCAB, TRAIN
 

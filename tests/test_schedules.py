@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from dropout_decay.errors import UsageError
-from dropout_decay.law import formula, predict
-from dropout_decay.schedules import parse_decay, parse_decays, static
+from dropout_decay.common.errors import UsageError
+from dropout_decay.model.law import formula, predict
+from dropout_decay.model.schedules import parse_decay, parse_decays, static
 
 A, B = 0.30, 0.14
 

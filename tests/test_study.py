@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from dropout_decay import study as cli
-from dropout_decay.model import GPT
-from dropout_decay.selection import select_curve
+from dropout_decay.cli import main as cli
+from dropout_decay.model.gpt import GPT
+from dropout_decay.analysis.selection import select_curve
 
 from conftest import TEST_VOCAB, TRAIN, default_ctrl_c, kill_when, load, mid_grid, points, tiny
 

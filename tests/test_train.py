@@ -7,12 +7,13 @@ import torch
 
 import pytest
 
-from dropout_decay import batches, train as train_mod
-from dropout_decay.cache import load_cache
-from dropout_decay.errors import UsageError
-from dropout_decay.model import parse_model_spec
-from dropout_decay.schedules import parse_decay, static
-from dropout_decay.train import Segment, TrainConfig, TrainingDiverged, train
+from dropout_decay.data import batches
+from dropout_decay.training import train as train_mod
+from dropout_decay.data.cache import load_cache
+from dropout_decay.common.errors import UsageError
+from dropout_decay.model.gpt import parse_model_spec
+from dropout_decay.model.schedules import parse_decay, static
+from dropout_decay.training.train import Segment, TrainConfig, TrainingDiverged, train
 
 from conftest import TEST_VOCAB
 
@@ -64,7 +65,7 @@ def test_cap_beyond_the_pool_is_refused(cache):
 
 
 def test_non_finite_loss_stops_the_run(cache, monkeypatch):
-    from dropout_decay.model import GPT
+    from dropout_decay.model.gpt import GPT
 
     init = GPT.reset_parameters
     monkeypatch.setattr(GPT, "reset_parameters", lambda self: (init(self), self.wte.weight.data.fill_(float("nan"))))
@@ -169,7 +170,7 @@ def test_validation_batches_come_only_from_held_out_documents_and_overfitting_sh
 
 
 def test_the_seed_orders_the_batches_even_with_the_init_held_fixed(cache, monkeypatch):
-    from dropout_decay.model import GPT
+    from dropout_decay.model.gpt import GPT
 
     init = GPT.reset_parameters
 

@@ -14,18 +14,20 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from dropout_decay import study as cli
-from dropout_decay.cache import load_cache
-from dropout_decay.device import select_device
-from dropout_decay.objective import PointRunner
-from dropout_decay.provenance import build_config
-from dropout_decay import cpu, recovery, workers
-from dropout_decay import runner as runner_module
-from dropout_decay.recovery import requeue
-from dropout_decay.runner import work
-from dropout_decay.storage import open_storage, open_study, sqlite_url
-from dropout_decay.settings import Settings, check
-from dropout_decay.train import TrainConfig
+from dropout_decay.cli import main as cli
+from dropout_decay.data.cache import load_cache
+from dropout_decay.training.device import select_device
+from dropout_decay.sweep.objective import PointRunner
+from dropout_decay.sweep.provenance import build_config
+from dropout_decay.sweep import cpu
+from dropout_decay.sweep import recovery
+from dropout_decay.sweep import workers
+from dropout_decay.sweep import runner as runner_module
+from dropout_decay.sweep.recovery import requeue
+from dropout_decay.sweep.runner import work
+from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
+from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.training.train import TrainConfig
 
 from conftest import TEST_VOCAB
 from conftest import TRAIN, points
@@ -196,7 +198,7 @@ def test_a_point_whose_heartbeat_went_stale_on_another_machine_is_retried(cache_
 
 ASK_AND_DIE = """
 import os, sys
-from dropout_decay.storage import open_storage, open_study
+from dropout_decay.sweep.storage import open_storage, open_study
 study = open_study(open_storage(sys.argv[1]), "grid")
 study.ask()  # Optuna creates the trial and the sampler gives it a grid point; the objective never starts
 os._exit(0)
@@ -271,7 +273,7 @@ def test_a_worker_joining_mid_point_makes_the_running_point_give_up_threads(cach
     """Threads are re-shared inside a point (once a second of its clock), and the trial records
     each count it used: a point that started alone must not keep every core once a second
     worker starts, or both run oversubscribed until it ends."""
-    from dropout_decay import objective
+    from dropout_decay.sweep import objective
 
     clock = iter(range(0, 10_000, 2))  # every reading is two seconds later
     monkeypatch.setattr(objective.time, "monotonic", lambda: next(clock))

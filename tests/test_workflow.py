@@ -11,8 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dropout_decay import study as cli
-from dropout_decay.storage import open_storage, sqlite_url
+from dropout_decay.cli import main as cli
+from dropout_decay.sweep.storage import open_storage, sqlite_url
 
 from conftest import TEST_VOCAB, kill_when
 

@@ -1,0 +1,2 @@
+"""The command line on top of everything: stages, workflow, the tools on existing studies, the dry
+run. Imports of the layers below may be lazy here (start-up time), and only here."""

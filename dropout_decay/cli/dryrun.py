@@ -1,0 +1,63 @@
+"""`workflow CONFIG --dry-run`: the whole plan and a time estimate before anything trains.
+
+Stages after the screen depend on what the screen finds; the estimate assumes the dearest
+screened model wins and that the stream derives the most arms its rule can (four static
+rates, two decays, and the calibrated arm when a probe runs), so it errs long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..data.prepare import prepare_cache
+from ..common.console import clock
+from ..training.device import select_device
+from ..sweep.estimate import grid_seconds, step_seconds
+from ..sweep.plan import WorkflowFile
+from ..sweep.settings import resolve
+
+
+def print_plan(wf: WorkflowFile) -> int:
+    screen = wf.settings("screen", {})
+    device = select_device(screen.device)
+    cache = prepare_cache(screen.data_source())
+    screen = resolve(screen, cache)
+    per_step = step_seconds(screen, cache.manifest["vocab_size"], device.name)
+    dearest = max(screen.specs(), key=lambda m: per_step[m.label])
+    winner = {"models": [f"winner={dearest.shape}"]}
+    cost = {"winner": per_step[dearest.label]}
+    plan = [("screen", screen, per_step)]
+    confirm = resolve(wf.settings("confirm", winner | {"token_limits": screen.token_limits[:1],
+                                                       "dropout_rates": screen.dropout_rates}), cache)
+    plan.append(("confirm", confirm, cost))
+    if "probe" in wf.tables:
+        plan.append(("probe", resolve(wf.settings("probe", winner | {"dropout_rates": confirm.dropout_rates}), cache), cost))
+    stream = resolve(wf.settings("stream", winner | {"dropout_rates": [0.0, 0.05, 0.1, 0.2]}), cache)
+    if "decays" not in wf.tables["stream"]:
+        stream = replace(stream, decays=["a:0.2:0.1:cosine", "b:0.15:0.05:cosine"])
+    extra = 1 if "probe" in wf.tables and wf.tables["stream"].get("calibrated", True) else 0
+    plan.append(("stream", stream, cost))
+    print(f"workflow {wf.name} ({wf.path}) on {device.name} ({device.note}); data: {cache.paths.tokens} "
+          f"({cache.n_train:,} training tokens, documents {cache.layout.words()})")
+    total = 0.0
+    for name, s, steps in plan:
+        seconds = grid_seconds(s, steps)
+        if name == "stream" and extra:
+            seconds *= (len(s.arms()) + extra) / len(s.arms())
+        total += seconds
+        print(f"  {name}: {_grid(s, extra if name == 'stream' else 0)}; about {clock(seconds)}")
+    for label, t in per_step.items():
+        print(f"    {label}: {t * 1e3:.0f} ms/step on {device.name}")
+    print(f"  total for one worker: about {clock(total)} (later stages assume the dearest model wins)")
+    return 0
+
+
+def _grid(s, extra_arms: int = 0) -> str:
+    models = " ".join(s.models)
+    if s.stage == "stream":
+        arms = len(s.arms()) + extra_arms
+        return (f"{models} x {len(s.seeds)} seeds x {arms} arms over caps "
+                f"{', '.join(f'{c:,}' for c in s.stream_token_caps)} ({s.stage_steps} steps each)")
+    steps = ", ".join(str(s.steps_for(n)) for n in s.token_limits)
+    return (f"{models} x {len(s.seeds)} seeds x {len(s.dropout_rates)} rates x token limits "
+            f"{', '.join(f'{n:,}' for n in s.token_limits)} ({steps} steps)")

@@ -1,0 +1,44 @@
+"""The command line's parsers: one-line usage errors, and the flags every run shares."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..common.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit 2), like every other refusal."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_run_flags(ap: argparse.ArgumentParser) -> None:
+    from ..sweep.storage import HEARTBEAT_S
+
+    g = ap.add_argument_group("run")
+    g.add_argument("--output-dir", help="run folder (default: the previous run of the same experiment, else runs/<stage>-<time>)")
+    g.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<output-dir>/study.db); "
+                                     "postgresql://... lets several machines work one grid")
+    g.add_argument("--study-name", help="study name (default <stage>-<fingerprint>)")
+    g.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help=f"seconds between worker heartbeats (default {HEARTBEAT_S})")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    g.add_argument("--retry-failed", action="store_true", help="also re-queue points that failed deterministically (e.g. diverged)")
+    g.add_argument("--dry-run", action="store_true", help="print the grid size and a time estimate, run nothing")
+
+
+def stage_parser(stage: str, prog: str) -> Parser:
+    from ..sweep.settings import add_stage_flags
+
+    ap = Parser(prog=prog, description=f"Run the {stage} stage as one Optuna study.")
+    add_stage_flags(ap)
+    add_run_flags(ap)
+    return ap
+
+
+def check_run_flags(args: argparse.Namespace) -> None:
+    if args.heartbeat <= 0:
+        raise UsageError(f"--heartbeat must be positive, got {args.heartbeat}")
+    if args.threads is not None and args.threads <= 0:
+        raise UsageError(f"--threads must be positive, got {args.threads}")

@@ -1,0 +1,215 @@
+"""`workflow CONFIG`: screen -> select -> confirm -> (probe) -> lock -> stream, in one resumable folder.
+
+Every stage is its own Optuna study in one storage (`<run>/study.db` unless `--storage`),
+named `<workflow>-<stage>`, with its artefacts in `<run>/<stage>/`. A stage's settings are
+decided once: when its study exists, its stored config is used as it is, so a rerun after a
+kill resumes every stage where it stopped and never changes an earlier decision. The handoffs
+(plan.py) are recorded in the next stage's config and in `<run>/workflow.json`; `index.html`
+shows them beside the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import time
+from pathlib import Path
+
+import optuna
+
+from ..analysis.comparison import claims
+from ..common.console import log
+from ..common.errors import UsageError
+from ..common.files import write_json
+from ..common.interrupts import doing
+from ..data.prepare import prepare_cache
+from ..model.law import formula
+from ..report.artefacts import analyse
+from ..report.index import index_figures, write_index
+from ..sweep.grid import grid_status
+from ..sweep.handoff import best_candidate, lock_record
+from ..sweep.plan import WorkflowFile, derived_stream_arms, load_workflow
+from ..sweep.provenance import build_config, data_identity, load_config
+from ..sweep.recovery import requeue_failed
+from ..sweep.settings import Settings, resolve
+from ..sweep.storage import HEARTBEAT_S, open_storage, open_study, sqlite_url
+from ..training.device import select_device
+from .drive import RUNS_DIR, drive, new_run_dir
+from .dryrun import print_plan
+from .parsing import Parser, check_run_flags
+
+ADVICE = ["more steps per token (a larger --steps, or a smaller --token-limits) so the models overfit",
+          "a larger model, which overfits a fixed token limit sooner",
+          "rates between the swept ones if the curve is flat, or above the largest if it still falls"]
+
+
+def workflow_command(rest: list[str], argv: list[str]) -> int:
+    ap = Parser(prog="python -m dropout_decay.study workflow", description=__doc__.splitlines()[0])
+    ap.add_argument("config", help="a workflow file: a name in studies/ (e.g. cpu_workflow) or a path to a TOML")
+    ap.add_argument("--output-dir", help="the workflow folder (default: the previous run of this file, else runs/<name>-<time>)")
+    ap.add_argument("--storage", help="Optuna storage URL for every stage (default: sqlite:///<output-dir>/study.db)")
+    ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help=f"seconds between worker heartbeats (default {HEARTBEAT_S})")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    ap.add_argument("--dry-run", action="store_true", help="print the whole plan and a time estimate, train nothing")
+    args = ap.parse_args(rest)
+    check_run_flags(args)
+    wf = load_workflow(args.config)
+    if args.dry_run:
+        return print_plan(wf)
+    return Workflow(wf, folder(wf, args.output_dir), args, shlex.join(argv)).run()
+
+
+def file_hash(wf: WorkflowFile) -> str:
+    return hashlib.sha256(wf.path.read_bytes()).hexdigest()[:16]
+
+
+def folder(wf: WorkflowFile, output_dir: str | None) -> Path:
+    """The given folder, else the latest one this same workflow file made (to resume), else a new one."""
+    import json
+
+    if output_dir:
+        return Path(output_dir)
+    previous = []
+    for record in RUNS_DIR.glob(f"{wf.name}-*/workflow.json"):
+        try:
+            if json.loads(record.read_text()).get("config_sha256") == file_hash(wf):
+                previous.append(record.parent)
+        except (OSError, ValueError):
+            continue
+    return max(previous, default=None) or new_run_dir(wf.name)
+
+
+class Workflow:
+    """One run of a workflow file; `run()` does (or resumes) every stage in order."""
+
+    def __init__(self, wf: WorkflowFile, out: Path, args, command: str):
+        self.wf, self.out, self.args, self.command = wf, out, args, command
+        self.url = args.storage or sqlite_url(out)
+        if not args.storage:
+            out.mkdir(parents=True, exist_ok=True)
+        self.storage = open_storage(self.url, args.heartbeat)
+        out.mkdir(parents=True, exist_ok=True)
+        self.record = {"workflow": wf.name, "config_file": str(wf.path.resolve()), "config_sha256": file_hash(wf),
+                       "command": command, "output_dir": str(out.resolve()), "stages": {}, "decisions": [],
+                       "stopped": None, "status": "running"}
+        self.figures: dict[str, str] = {}
+
+    def run(self) -> int:
+        self.device = select_device(self.wf.shared.get("device", "mps"))
+        self.record |= {"device": self.device.name, "mps_compliant": self.device.mps_compliant, "note": self.device.note}
+        screen = self.stage("screen", {})
+        if screen is None:
+            return 130
+        best = self.select(screen, "screen")
+        if best is None:
+            return self.stop("screen", "no screened model has an interior, nonzero optimum deeper than seed noise")
+        confirm = self.stage("confirm", {"models": [f"winner={best['model_shape']}"], "token_limits": [best["cap"]],
+                                         "dropout_rates": screen["settings"].dropout_rates},
+                             {"selected": best["model"], "shape": best["model_shape"], "token_limit": best["cap"],
+                              "evidence": best["verdict"]})
+        if confirm is None:
+            return 130
+        locked = self.select(confirm, "confirm")
+        if locked is None:
+            return self.stop("confirm", "with 3 seeds the winner's optimum is not interior, nonzero and deeper than seed noise")
+        lock = lock_record(locked, "workflow confirm stage", study=confirm["study"].study_name)
+        self.decide("lock", lock["model"], f"confirm: {locked['verdict']}; plateau {locked['plateau']}")
+        rates = confirm["settings"].dropout_rates
+        calibration = None
+        if "probe" in self.wf.tables:
+            probe = self.stage("probe", {"models": [lock["model"]], "dropout_rates": rates}, {"lock": lock["model"]})
+            if probe is None:
+                return 130
+            law = probe["analysis"]["probe"]["law"]
+            self.decide("probe law", law.get("form") or "none", law.get("reason") or formula(law))
+            if law.get("form") and self.wf.tables["stream"].get("calibrated", True):
+                calibration = f"calibrated:calibrated:{self.out / 'probe' / 'probe.json'}"
+        statics, decays, rule = derived_stream_arms(locked["best_p"], rates)
+        table = self.wf.tables["stream"]
+        decays = table.get("decays", decays) + ([calibration] if calibration else [])
+        statics = table.get("dropout_rates", statics)
+        stream = self.stage("stream", {"models": [lock["model"]], "dropout_rates": statics, "decays": decays},
+                            {"lock": lock, "rule": rule}, lock=lock)
+        if stream is None:
+            return 130
+        chosen = stream["settings"]  # what the stream study holds, even if it was created by an earlier version
+        self.decide("stream arms", f"static {chosen.dropout_rates}, decays {[d.split(':')[0] for d in chosen.decays]}",
+                    "from the config" if {"dropout_rates", "decays"} <= set(table) else f"derived: {rule}")
+        self.record["stages"]["stream"]["claims"] = claims(stream["analysis"].get("comparison", []))
+        self.record["status"] = "done"
+        self.save()
+        log(f"workflow {self.wf.name}: done; {self.out / 'index.html'}")
+        return 0
+
+    def stage(self, stage: str, handed: dict, handoff: dict | None = None, lock: dict | None = None) -> dict | None:
+        """Create (or find) the stage's study, train what is left, export; None when interrupted."""
+        name = f"{self.wf.name}-{stage}"
+        if name in optuna.study.get_all_study_names(self.storage):
+            study = open_study(self.storage, name)
+            config = load_config(study)
+            settings = Settings.from_dict(config["settings"])
+            doing("caching")
+            cache = prepare_cache(settings.data_source())
+            if Settings.from_dict(config["settings"]).fingerprint(data_identity(cache)) != config["fingerprint"]:
+                raise UsageError(f"the cache in {settings.cache_dir} is not the data study {name} began with")
+        else:
+            settings = self.wf.settings(stage, handed, forced={"decays"} if stage == "stream" else set())
+            doing("caching")
+            cache = prepare_cache(settings.data_source())
+            settings = resolve(settings, cache)
+            config = build_config(settings, cache, self.device, self.command, lock, self.args.threads)
+            config["handoff"] = handoff
+            doing("creating")
+            study = open_study(self.storage, name, config)
+        doing("ready")
+        requeue_failed(study)
+        stage_dir = self.out / stage
+        entry = self.record["stages"].setdefault(stage, {})
+        entry |= {"study": name, "grid_size": config["grid_size"], "folder": stage, "report": f"{stage}/report.html",
+                  "handoff": config.get("handoff")}
+        self.save()
+        log(f"workflow {self.wf.name}: {stage} ({config['grid_size']} points, study {name})")
+        t0 = time.perf_counter()
+        code = drive(study, settings, cache, self.device.name, stage_dir, self.args.threads, root=self.out)
+        status = grid_status(study, study.sampler.size)
+        entry |= {"complete": status.complete, "failed": status.failed,
+                  "seconds_this_run": round(time.perf_counter() - t0, 1), "trained_seconds": round(sum(status.durations), 1)}
+        if code == 130:
+            self.record["status"] = "interrupted"
+            self.save()
+            return None
+        if status.failed:
+            self.save()
+            raise UsageError(f"{status.failed} point(s) of {name} failed (see `status {self.out}`); "
+                             "fix the cause and rerun the workflow with the same folder to retry them")
+        analysis = analyse(study)
+        self.figures[stage] = index_figures(stage, analysis)
+        self.save()
+        return {"study": study, "settings": settings, "analysis": analysis}
+
+    def select(self, done: dict, stage: str) -> dict | None:
+        selection = done["analysis"].get("selection", [])
+        self.record["stages"][stage]["selection"] = [
+            {k: r[k] for k in ("model", "model_shape", "cap", "best_p", "plateau", "dip_over_std", "candidate", "verdict")}
+            for r in selection]
+        best = best_candidate(selection)
+        self.decide(f"select after {stage}", best["model"] if best else "none",
+                    best["verdict"] if best else "; ".join(f"{r['model']}: {r['verdict']}" for r in selection))
+        return best
+
+    def decide(self, step: str, chosen: str, why: str) -> None:
+        self.record["decisions"] = [d for d in self.record["decisions"] if d["step"] != step]
+        self.record["decisions"].append({"step": step, "chosen": chosen, "why": why})
+        self.save()
+
+    def stop(self, after: str, reason: str) -> int:
+        self.record |= {"status": "stopped", "stopped": {"after": after, "reason": reason, "advice": ADVICE}}
+        self.save()
+        log(f"workflow {self.wf.name}: stopped after {after}: {reason}. Nothing downstream would answer the "
+            f"question honestly. Try: {'; '.join(ADVICE)}. Details: {self.out / 'index.html'}")
+        return 0
+
+    def save(self) -> None:
+        write_json(self.out / "workflow.json", self.record)
+        write_index(self.out, self.record, self.figures)

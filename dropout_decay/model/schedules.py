@@ -1,0 +1,138 @@
+"""Dropout schedules: the rate p in [0, 1) in force at each step of a run.
+
+A static arm is a constant. A decay is written `NAME:START:END:SHAPE`; in a stream its
+progress runs over the whole stream, so a cosine from 0.30 to 0.14 reaches 0.14 at the last
+step of the last segment. `step` holds START..END constant within each of the stream's segments.
+
+`NAME:calibrated:PROBE_JSON` follows the law p*(D) a probe fitted (law.py): in each segment of
+a stream the rate is the law's p* at that segment's token cap in tokens per parameter, clipped
+to the rates the probe swept. The cap, not the tokens seen so far, is the D the probe varied
+(it held the passes over each cap fixed). The law is copied into the run's settings when the
+run starts, so a replay or a worker never needs the probe folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, replace
+
+from ..common.errors import UsageError
+from .law import predict
+
+SHAPES = ("cosine", "linear", "exponential", "step")
+NAME = re.compile(r"[A-Za-z_][\w.-]*")
+
+
+def check_rate(p: float, what: str = "dropout rate") -> float:
+    if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
+        raise UsageError(f"{what} {p} is outside [0, 1)")
+    return float(p)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    start: float
+    end: float
+    shape: str = "constant"
+    segments: int = 1  # `step` and `calibrated`: how many constant pieces
+    law: dict | None = None  # `calibrated`: the fitted p*(D)
+    rates: tuple[float, ...] = ()  # `calibrated`: the rate of each segment, from `for_stream`
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape == "constant"
+
+    def for_stream(self, caps: list[int], n_params: int) -> "Schedule":
+        """This schedule over a stream of `caps` (one segment each) for a model of `n_params`."""
+        if self.shape != "calibrated":
+            return replace(self, segments=max(1, len(caps)))
+        lo, hi = self.law["p_range"]
+        rates = tuple(min(max(predict(self.law, cap / n_params), lo), hi) for cap in caps)
+        return replace(self, segments=len(caps), rates=rates, start=rates[0], end=rates[-1])
+
+    def rate(self, progress: float, segment: int = 0) -> float:
+        """The rate at `progress` in [0, 1] of the whole run, inside segment `segment`."""
+        t = min(max(progress, 0.0), 1.0)
+        a, b = self.start, self.end
+        if self.shape == "constant":
+            return a
+        if self.shape == "linear":
+            return a + (b - a) * t
+        if self.shape == "cosine":
+            return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * t))
+        if self.shape == "exponential":
+            return a * (b / a) ** t
+        k = min(segment, self.segments - 1)
+        if self.shape == "calibrated":
+            return self.rates[k] if self.rates else a
+        # step: segment k of n holds the k-th of n evenly spaced rates from start to end
+        n = self.segments
+        return a + (b - a) * (k / (n - 1) if n > 1 else 0.0)
+
+
+def static(p: float) -> Schedule:
+    p = check_rate(p)
+    return Schedule(name=f"static:{p:g}", start=p, end=p)
+
+
+def is_calibrated(text: str) -> bool:
+    return text.count(":") >= 2 and text.split(":")[1] == "calibrated"
+
+
+def _name(text: str) -> str:
+    name = text.split(":", 1)[0]
+    if not NAME.fullmatch(name) or name.startswith("static"):
+        raise UsageError(f"bad decay {text!r}: name must be an identifier not starting with 'static'")
+    return name
+
+
+def read_calibration(text: str) -> dict:
+    """The law a `NAME:calibrated:PROBE_JSON` decay follows, read from the probe's probe.json."""
+    _name(text)
+    path = text.split(":", 2)[2]
+    try:
+        probe = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"decay {text!r}: cannot read probe results {path} ({type(e).__name__})") from None
+    law = probe.get("law") if isinstance(probe, dict) else None
+    if not law or law.get("form") is None:
+        why = (law or {}).get("reason", "it holds no fitted law")
+        raise UsageError(f"decay {text!r}: {path} has no law to follow ({why})")
+    return law | {"source": str(path)}
+
+
+def parse_decay(text: str, calibrations: dict | None = None) -> Schedule:
+    if is_calibrated(text):
+        name = _name(text)
+        law = (calibrations or {}).get(name) or read_calibration(text)
+        lo, hi = law["p_range"]
+        return Schedule(name=name, start=hi, end=lo, shape="calibrated", law=law)
+    parts = text.split(":")
+    if len(parts) != 4:
+        raise UsageError(f"bad decay {text!r}: expected NAME:START:END:SHAPE, e.g. decay_030_to_014:0.30:0.14:cosine, "
+                         "or NAME:calibrated:PROBE_JSON")
+    name, start, end, shape = parts
+    _name(text)
+    if shape not in SHAPES:
+        raise UsageError(f"bad decay {text!r}: unknown shape {shape!r} (choose from {', '.join(SHAPES)}, or calibrated)")
+    try:
+        a, b = float(start), float(end)
+    except ValueError:
+        raise UsageError(f"bad decay {text!r}: START and END must be numbers") from None
+    check_rate(a, f"decay {name} start")
+    check_rate(b, f"decay {name} end")
+    if shape == "exponential" and min(a, b) <= 0:
+        raise UsageError(f"bad decay {text!r}: an exponential decay needs START and END above 0")
+    return Schedule(name=name, start=a, end=b, shape=shape)
+
+
+def parse_decays(texts: list[str], calibrations: dict | None = None) -> list[Schedule]:
+    decays = [parse_decay(t, calibrations) for t in texts]
+    names = [d.name for d in decays]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"duplicate decay name(s): {', '.join(dup)}")
+    return decays

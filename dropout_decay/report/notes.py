@@ -1,0 +1,92 @@
+"""The Markdown note each study carries into optuna-dashboard: its stage's verdict in a table.
+
+Written into the storage (optuna-dashboard's note API) at every export, only when its text
+changed, so any dashboard opened on the storage shows it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+
+from ..analysis.comparison import claims
+from ..model.law import formula
+from ..sweep.replay import replay_summary
+
+
+def _num(x, fmt=".4f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def static_note(config: dict, selection: list[dict]) -> str:
+    lines = [f"## {config['stage']}: where does validation loss bottom out in p?", "",
+             f"*{config['compliance']['note']}*; grid {config['grid_size']} points.", "",
+             "| model | tokens | best p | val loss | plateau | dip / seed std | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in selection:
+        plateau = f"{r['plateau_low']:g}–{r['plateau_high']:g}"
+        lines.append(f"| {r['model']} ({r['model_shape']}) | {r['cap']:,} | {r['best_p']:g} | {_num(r['best_val_loss'])} "
+                     f"| {plateau} | {_num(r['dip_over_std'], '.1f')} | {r['verdict']} |")
+    candidates = [r["model"] for r in selection if r["candidate"]]
+    lines += ["", f"**Candidates for confirm:** {', '.join(candidates)}" if candidates
+              else "**No model has an interior nonzero optimum deeper than seed noise.**"]
+    return "\n".join(lines)
+
+
+def stream_note(config: dict, comparison: list[dict]) -> str:
+    lock = config.get("lock") or {"model": "?", "source": "not recorded"}
+    lines = ["## stream: does decaying dropout beat every static rate?", "",
+             f"*{config['compliance']['note']}*; locked model {lock['model']} ({lock['source']}).", "",
+             "Paired by seed: Δ = val loss(decay) − val loss(static); below 0, decay is better. "
+             "*Beats every static* is an intersection-union test (the worst pair decides), Holm-adjusted across caps.", "",
+             "| model | segment (cap) | decay arm | beats every static? | deciding static | Δ vs it | 95% interval | p (IUT, Holm) | seeds winning vs all |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in claims(comparison):
+        lines.append(f"| {c['model']} | {c['segment']} ({c['cap']:,}) | {c['decay_arm']} | "
+                     f"{'**yes**' if c['beats_every_static'] else 'no'} | {c['deciding_static']} | "
+                     f"{_num(c['deciding_mean_diff'])} | [{_num(c['deciding_ci'][0])}, {_num(c['deciding_ci'][1])}] | "
+                     f"{_num(c['p_iut_holm'], '.3f')} | {c['wins_against_all']}/{c['n']} |")
+    lines += ["", "Against the best static rate of each segment:", "",
+              "| model | segment (cap) | decay arm | best static | Δ mean | 95% interval | P(improve) | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    cautions = set()
+    for r in (r for r in comparison if r["best_static"]):
+        lines.append(f"| {r['model']} | {r['segment']} ({r['cap']:,}) | {r['decay_arm']} | {r['static_arm']} "
+                     f"| {_num(r['mean_diff'])} | [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {r['wins']}/{r['n']} "
+                     f"| {r['verdict']} |")
+        if r["caution"]:
+            cautions.add(r["caution"])
+    return "\n".join(lines + [""] + [f"*{c}.*" for c in sorted(cautions)])
+
+
+def probe_note(config: dict, probe: dict) -> str:
+    lines = ["## probe: how does the best static rate fall as data grows?", "",
+             f"*{config['compliance']['note']}*; {config['settings'].get('passes')} passes over each cap.", "",
+             "| model | cap | D (tokens/param) | best p | refined p* | 95% interval | plateau | gap at p=0 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in probe["caps"]:
+        plateau = f"{min(c['plateau']):g}–{max(c['plateau']):g}" if c["plateau"] else "–"
+        lines.append(f"| {c['model']} | {c['cap']:,} | {c['tokens_per_param']:.3g} | {c['best_p']:g} | "
+                     f"{c['p_star']:.3f}{' (edge)' if c['edge'] else ''} | [{_num(c['p_star_low'], '.3f')}, "
+                     f"{_num(c['p_star_high'], '.3f')}] | {plateau} | {_num(c['gap_at_p0'])} |")
+    law = probe["law"]
+    if law.get("form"):
+        lines += ["", f"**Law:** {formula(law)} ({law['form']}, chosen by {law['criterion']}; D in {law['unit']})."]
+    else:
+        lines += ["", f"**No law:** {law['reason']}."]
+    return "\n".join(lines)
+
+
+def replay_note(original: str, rows: list[dict]) -> str:
+    identical, worst = replay_summary(rows)
+    return (f"\n\n## Replay of `{original}`\n\n{identical} of {len(rows)} replayed points are bitwise identical; "
+            f"largest |Δ val loss| = {worst:.3g}.")
+
+
+def refresh_note(study: optuna.Study, body: str) -> None:
+    """Write the note only when its text changed (optuna-dashboard keeps every version)."""
+    from optuna_dashboard import get_note, save_note  # the note API; imported late, it brings a web server
+
+    if get_note(study) != body:
+        save_note(study, body)

@@ -1,0 +1,62 @@
+"""How long a grid will take: a few timed training steps of each model on the chosen device."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..common.console import clock
+from ..model.gpt import GPT
+from .settings import Settings
+from ..training.train import make_optimizer
+
+EVAL_COST = 1 / 3  # an evaluation batch (forward only, no dropout) costs about a third of a step
+
+
+def step_seconds(s: Settings, vocab_size: int, device: str) -> dict[str, float]:
+    """Seconds per training step of each model (best of two after a warm-up), at the highest rate
+    the grid uses: dropout makes a step dearer, so the estimate errs long."""
+    cfg, out = s.train, {}
+    rate = max(s.dropout_rates or [0.0])
+    for spec in s.specs():
+        torch.manual_seed(0)
+        model = GPT(spec, vocab_size, cfg.seq_len).to(device)
+        model.set_dropout(rate)
+        opt = make_optimizer(model, cfg, device)
+        x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            model(x[:, :-1], x[:, 1:]).backward()
+            opt.step()
+            opt.zero_grad()
+            float(model.lm_head.weight.detach()[0, 0])  # sync
+            times.append(time.perf_counter() - t)
+        out[spec.label] = min(times[1:])
+    return out
+
+
+def point_steps(s: Settings) -> list[tuple[int, int]]:
+    """(optimiser steps, evaluations) of each kind of point in the grid, one per token limit."""
+    cfg = s.train
+    if s.stage == "stream":
+        steps = s.stage_steps * len(s.stream_token_caps)
+        return [(steps, (steps // cfg.eval_every if cfg.eval_every else 0) + len(s.stream_token_caps))]
+    return [(n, (n // cfg.eval_every if cfg.eval_every else 0) + 1) for n in map(s.steps_for, s.token_limits)]
+
+
+def grid_seconds(s: Settings, per_step: dict[str, float]) -> float:
+    """Seconds one worker needs for the whole grid."""
+    cfg = s.train
+    per_arm = len(s.seeds) * (len(s.arms()) if s.stage == "stream" else len(s.dropout_rates))
+    total = 0.0
+    for step in per_step.values():
+        for steps, evals in point_steps(s):
+            total += per_arm * step * (steps + evals * 2 * cfg.eval_batches * EVAL_COST)
+    return total
+
+
+def describe(s: Settings, per_step: dict[str, float]) -> str:
+    lines = [f"  {label}: {t * 1e3:.0f} ms/step" for label, t in per_step.items()]
+    return "\n".join(lines + [f"  total for one worker: {clock(grid_seconds(s, per_step))}"])

@@ -1,0 +1,115 @@
+"""The objective: train the grid point Optuna hands over and record everything on its trial.
+
+The trial's user attrs hold its metrics (train_loss, val_loss, gap of the last segment), one
+row per segment, its evaluation trace, the worker and thread count, and, if it failed, why.
+Its intermediate values are the validation losses of every evaluation: learning curves.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from .attachments import attach_trial
+from ..data.cache import TokenCache
+from ..common.console import log
+from .grid import search_space, surplus_to
+from ..common.interrupts import check, shield
+from ..model.gpt import ModelSpec
+from ..model.schedules import Schedule, static
+from .settings import Settings
+from ..training.train import TrainingDiverged, train
+
+
+@dataclass
+class PointRunner:
+    settings: Settings
+    cache: TokenCache
+    device: str
+    on_start: Callable[[dict], None] = lambda point: None
+    threads: Callable[[], int] = lambda: 0  # sets and returns the thread count from now on
+    artifacts: Path | None = None  # the run folder whose artifact store gets each trial's trace and curve
+    interrupted: bool = False  # Ctrl-C arrived during a point: it is FAIL('interrupted'); stop
+    specs: dict[str, ModelSpec] = field(init=False)
+    schedules: dict[str, Schedule] = field(init=False)
+
+    def __post_init__(self):
+        self.specs = {spec.label: spec for spec in self.settings.specs()}
+        self.schedules = {a.name: a for a in self.settings.arms()}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # anywhere in the point: record why, then stop the loop
+            shield()
+            self.interrupted = True
+            trial.study.stop()
+            return self._fail(trial, [], "interrupted")
+
+    def _run(self, trial: optuna.Trial) -> float:
+        owner = surplus_to(trial.study, trial._trial_id, trial.number)
+        if owner is not None:
+            trial.set_user_attr("surplus_to", owner.number)
+            raise optuna.TrialPruned(f"its grid point belongs to trial {owner.number}")
+        point = {name: trial.suggest_categorical(name, values) for name, values in search_space(self.settings).items()}
+        threads = [self.threads()]
+        trial.set_user_attr("threads", threads[0])
+        self.on_start(point)
+        schedule = self.schedules[point["arm"]] if "arm" in point else static(point["dropout"])
+        rows: list[dict] = []
+
+        def trace(row: dict) -> None:
+            rows.append(row)
+            if row["kind"] == "eval":
+                trial.report(row["val_loss"], row["step"])
+
+        recheck = [time.monotonic() + 1.0]
+
+        def between_steps() -> None:  # a lost Ctrl-C; once a second: did a worker start or end here?
+            check()
+            if time.monotonic() >= recheck[0]:
+                recheck[0] = time.monotonic() + 1.0
+                if threads[-1] != (now := self.threads()):
+                    threads.append(now)
+                    trial.set_user_attr("threads", threads)
+
+        t0 = time.perf_counter()
+        try:
+            segments = train(self.specs[point["model"]], schedule, self.settings.segments(point), self.cache,
+                             self.settings.train, point["seed"], self.device, trace, between_steps)
+        except TrainingDiverged as e:
+            return self._fail(trial, rows, f"diverged: {e}")
+        except KeyboardInterrupt:
+            shield()
+            self.interrupted = True
+            trial.study.stop()
+            return self._fail(trial, rows, "interrupted")
+        except Exception as e:  # a bug or the device gave out: keep the grid going, show the traceback
+            log(traceback.format_exc().rstrip())
+            return self._fail(trial, rows, f"error: {type(e).__name__}: {e}")
+        final = segments[-1]
+        self._attach(trial, rows)
+        for key in ("train_loss", "val_loss", "gap"):
+            trial.set_user_attr(key, final[key])
+        trial.set_user_attr("segments", segments)
+        trial.set_user_attr("trace", rows)
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+        return final["val_loss"]
+
+    def _attach(self, trial: optuna.Trial, rows: list[dict]) -> None:
+        if self.artifacts is not None:
+            attach_trial(trial, rows, self.artifacts)
+
+    def _fail(self, trial: optuna.Trial, rows: list[dict], reason: str) -> float:
+        """Record why, then return NaN: Optuna marks the trial FAIL without a traceback."""
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("trace", rows)
+        if reason != "interrupted":
+            self._attach(trial, rows)
+        log(f"  failed: {reason}")
+        return float("nan")

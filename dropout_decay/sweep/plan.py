@@ -1,0 +1,83 @@
+"""A workflow file and the handoff rules between its stages.
+
+A workflow TOML has a `[workflow]` table of settings every stage shares (device, data,
+training knobs) and one table per stage, `[screen]`, `[confirm]`, optionally `[probe]`, and
+`[stream]`, each holding the flags of that stage with underscores. What a table leaves out is
+handed over from the stage before, by these rules:
+
+* confirm: the screen's best candidate model (lowest val loss among models with an interior,
+  nonzero optimum deeper than seed noise), at the token limit where it was found, over the
+  screen's rates, with seeds 1 2 3;
+* probe: the locked model over the confirm's rates;
+* stream: the locked model; static rates {0, the rate swept just below p*, p*, the rate just
+  above} (p* the confirm's optimum); two cosine decays that start above p* and end at or
+  below it: 2·p* → p* and 1.5·p* → 0.5·p* (the seed's 0.30→0.14 and 0.20→0.10 for p* = 0.14);
+  and, when the probe fitted a law, the calibrated arm that follows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.errors import UsageError
+from .settings import Settings, check, file_keys, read_toml
+
+ORDER = ("screen", "confirm", "probe", "stream")
+STREAM_EXTRA = {"calibrated"}  # stream: add the probe's calibrated arm (default: yes when there is a law)
+
+
+@dataclass(frozen=True)
+class WorkflowFile:
+    name: str
+    path: Path
+    shared: dict
+    tables: dict[str, dict]
+
+    @property
+    def stages(self) -> list[str]:
+        return [s for s in ORDER if s in self.tables]
+
+    def settings(self, stage: str, handed: dict, forced: set[str] = frozenset()) -> Settings:
+        """A stage's settings: shared, then handed over, then the stage's own table (which wins,
+        except for the `forced` keys of `handed`, which already include the table's values)."""
+        table = {k: v for k, v in self.tables[stage].items() if k not in STREAM_EXTRA and k not in forced}
+        return check(Settings.from_dict({**self.shared, **handed, **table, "stage": stage}))
+
+
+def load_workflow(name: str) -> WorkflowFile:
+    path, data = read_toml(name)
+    if "workflow" not in data:
+        raise UsageError(f"{path} is not a workflow file (it has no [workflow] table); run a stage file with `run`")
+    unknown_tables = set(data) - {"workflow", *ORDER}
+    if unknown_tables:
+        raise UsageError(f"{path}: unknown tables {', '.join(sorted(unknown_tables))} (expected workflow, {', '.join(ORDER)})")
+    for required in ("screen", "confirm", "stream"):
+        if required not in data:
+            raise UsageError(f"{path}: a workflow needs a [{required}] table")
+    allowed = file_keys() - {"stage", "lock_from"}
+    for table, values in data.items():
+        extra = STREAM_EXTRA if table == "stream" else set()
+        unknown = set(values) - allowed - extra - ({"name"} if table == "workflow" else set())
+        if unknown:
+            raise UsageError(f"{path}: [{table}] has unknown keys {', '.join(sorted(unknown))}")
+    shared = dict(data["workflow"])
+    wf_name = shared.pop("name", path.stem)
+    return WorkflowFile(wf_name, path, shared, {s: dict(data[s]) for s in ORDER if s in data})
+
+
+def _rate_name(p: float) -> str:
+    return f"{round(p * 100):03d}"
+
+
+def derived_stream_arms(p_star: float, rates: list[float]) -> tuple[list[float], list[str], str]:
+    """Static rates and decays for the stream from the confirmed optimum (see the module doc)."""
+    below = [p for p in rates if 0 < p < p_star]
+    above = [p for p in rates if p > p_star]
+    statics = sorted({0.0, p_star, *(below[-1:]), *(above[:1])})
+    decays = []
+    for start, end in ((min(2 * p_star, 0.9), p_star), (min(1.5 * p_star, 0.9), 0.5 * p_star)):
+        decays.append(f"decay_{_rate_name(start)}_to_{_rate_name(end)}:{start:.4g}:{end:.4g}:cosine")
+    rule = (f"static {{0, the swept rate below p*, p*={p_star:g}, the swept rate above}}; cosine decays "
+            "2·p* → p* and 1.5·p* → 0.5·p*")
+    return statics, decays, rule

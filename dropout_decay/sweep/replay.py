@@ -1,0 +1,76 @@
+"""Replay: re-run a stored study's grid (or part of it) into a new study in the same storage,
+then report, per point, how far the new validation loss moved.
+
+Everything comes from the storage: the settings, the grid and the data fingerprint. On the
+same device with the same seeds a CPU replay must be bitwise identical; anything else is a
+reproducibility bug (or a different machine) worth knowing about before publishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+
+from ..common.errors import UsageError
+from .grid import first_complete
+from ..model.gpt import parse_model_spec
+from ..model.schedules import static
+from .settings import Settings
+
+
+def replay_settings(config: dict, seeds=None, models=None, arms=None, rates=None, device=None) -> Settings:
+    """The original settings narrowed to the chosen seeds, models, arms or rates."""
+    s = Settings.from_dict(config["settings"])
+
+    def keep(values: list, chosen, what: str, key=lambda v: v) -> list:
+        if chosen is None:
+            return values
+        unknown = set(chosen) - {key(v) for v in values}
+        if unknown:
+            raise UsageError(f"--{what} {' '.join(map(str, sorted(unknown, key=str)))} not in the stored grid")
+        return [v for v in values if key(v) in set(chosen)]
+
+    decays, dropout_rates = s.decays, keep(s.dropout_rates, rates, "dropout-rates")
+    if arms is not None:
+        if s.stage != "stream":
+            raise UsageError("--arms applies to stream studies; use --dropout-rates for screen, confirm and probe")
+        names = {a.name: a for a in s.arms()}
+        keep(list(names), arms, "arms")
+        dropout_rates = [p for p in s.dropout_rates if static(p).name in arms]
+        decays = [text for text, d in zip(s.decays, s.arms()[len(s.dropout_rates):]) if d.name in arms]
+    return replace(s, seeds=keep(s.seeds, seeds, "seeds"),
+                   models=keep(s.models, models, "models", key=lambda m: parse_model_spec(m).label),
+                   dropout_rates=dropout_rates, decays=decays, device=device or s.device)
+    # validated when first run; narrowing keeps it valid (a partial confirm replay may have < 3 seeds)
+
+
+def replay_name(storage, original: str) -> str:
+    names = set(optuna.study.get_all_study_names(storage))
+    k = 1
+    while f"{original}-replay-{k}" in names:
+        k += 1
+    return f"{original}-replay-{k}"
+
+
+def replay_rows(original: optuna.Study, replay: optuna.Study) -> list[dict]:
+    """Per replayed point: stored and new val loss, their difference, and bitwise identity
+    (final value and every stage's train and val loss)."""
+    stored = {tuple(sorted(t.params.items())): t for t in first_complete(original)}
+    rows = []
+    for t in first_complete(replay):
+        key = tuple(sorted(t.params.items()))
+        old = stored.get(key)
+        same = old is not None and old.value == t.value and [
+            (s["train_loss"], s["val_loss"]) for s in old.user_attrs.get("segments", [])] == [
+            (s["train_loss"], s["val_loss"]) for s in t.user_attrs.get("segments", [])]
+        rows.append({**t.params, "stored_val_loss": old.value if old else None, "replay_val_loss": t.value,
+                     "delta_val_loss": (t.value - old.value) if old else None, "identical": bool(same),
+                     "stored_trial": old.number if old else None, "replay_trial": t.number})
+    return rows
+
+
+def replay_summary(rows: list[dict]) -> tuple[int, float]:
+    """(bitwise-identical points, largest |delta val loss|) of a replay."""
+    worst = max((abs(r["delta_val_loss"]) for r in rows if r["delta_val_loss"] is not None), default=0.0)
+    return sum(r["identical"] for r in rows), worst

@@ -1,0 +1,166 @@
+"""Optuna storages and studies: open them safely, create studies whole, fold SQLite's log back.
+
+SQLite (the default, one file per run folder) gets WAL and a generous lock timeout so several
+local workers can share it; every RDB storage gets heartbeats so a dead worker's point is
+retried. A file that should already hold a storage is checked read-only first: a missing,
+empty or foreign file is refused before SQLAlchemy could write a schema into it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
+
+from ..common.errors import UsageError
+from .grid import FastGridSampler
+from .provenance import load_config
+from .recovery import requeue_stale
+
+HEARTBEAT_S = 60
+
+
+def sqlite_url(out_dir: Path) -> str:
+    return f"sqlite:///{(Path(out_dir) / 'study.db').resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url.split(":///", 1)[1]) if url.startswith("sqlite:///") else None
+
+
+def _sqlite_wal(dbapi_connection, _record) -> None:
+    """WAL + synchronous=NORMAL: readers never block the writer and a commit costs no fsync.
+    A killed process loses nothing committed; a power cut may lose the last commits, never
+    the file's consistency. (Halves a trial's write cost here: scripts/bench_study.py.)"""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def check_storage_file(path: Path) -> None:
+    """Refuse a path that does not hold an Optuna SQLite storage, reading it only."""
+    if not path.is_file():
+        raise UsageError(f"no storage file at {path}")
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if not header:
+        raise UsageError(f"{path} is empty, not a study storage; point at a run folder's study.db")
+    if header != b"SQLite format 3\x00":
+        raise UsageError(f"{path} is not a SQLite file, so not a study storage")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise UsageError(f"{path} is an unreadable SQLite file ({e})") from None
+    if "studies" not in tables:
+        raise UsageError(f"{path} is a SQLite file but holds no Optuna studies")
+
+
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = False) -> RDBStorage:
+    """`must_exist`: refuse a SQLite path that holds no storage instead of creating one."""
+    path = sqlite_path(url)
+    if path is not None and must_exist:
+        check_storage_file(path)
+    shown = _without_password(url)
+    if url.startswith(("postgresql://", "postgres://")):  # one driver whatever SQLAlchemy's default: psycopg 3
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = {"connect_args": {"timeout": 120}} if path is not None else {"pool_pre_ping": True}
+    for attempt in range(5):
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
+                                 grace_period=2 * heartbeat_s, heartbeat_stale_trial_callback=requeue_stale)
+            break
+        except sqlalchemy.exc.DBAPIError as e:
+            if not isinstance(e, sqlalchemy.exc.IntegrityError) and "already exists" not in str(e):
+                raise UsageError(f"cannot open storage {shown}: {_first_line(e)}") from None
+            # Several processes created the schema of a new storage at once (workers started
+            # together): one won; opening again finds the schema in place.
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as e:  # SQLAlchemy raises many kinds; the user needs one line
+            raise UsageError(f"cannot open storage {shown}: {_first_line(e)}") from None
+    else:
+        raise UsageError(f"cannot open storage {shown}: its schema could not be created")
+    if path is not None:
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
+        storage.engine.dispose()  # connections opened during set-up get the pragmas on reconnect
+    return storage
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _without_password(url: str) -> str:
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: SQLAlchemy will say so when opening it
+        return url
+
+
+def engine_of(storage):
+    """The SQLAlchemy engine behind an RDB storage (also when wrapped in Optuna's cache), else None."""
+    return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
+def release(storage) -> None:
+    """Close pooled connections, so a refusal leaves no SQLite side files (-wal, -shm) behind."""
+    engine = engine_of(storage)
+    if engine is not None:
+        engine.dispose()
+
+
+def checkpoint(study: optuna.Study) -> None:
+    """Fold SQLite's write-ahead log into study.db, so the file alone is the whole study
+    (copy it, mail it, open it in optuna-dashboard). No-op for other storages."""
+    engine = engine_of(study._storage)
+    if engine is not None and engine.url.get_backend_name() == "sqlite":
+        with engine.connect() as con:
+            con.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _half_made(study: optuna.Study) -> bool:
+    """Created, but killed before its config landed: no config and no trial yet."""
+    return "config" not in study.user_attrs and not study.get_trials(deepcopy=False)
+
+
+def open_study(storage: RDBStorage, name: str, config: dict | None = None) -> optuna.Study:
+    """Load `name`, or create it from `config`. A name that holds another grid is refused.
+
+    Creating a study and writing its config are two writes; a kill between them leaves a
+    study with neither config nor trials. Such a study is completed by the next run that
+    brings a config, and named as half-made to any command that does not."""
+    exists = name in optuna.study.get_all_study_names(storage)
+    if not exists and config is None:
+        release(storage)
+        raise UsageError(f"no study {name!r} in this storage")
+    if exists:
+        study = optuna.load_study(study_name=name, storage=storage)
+        if _half_made(study):
+            if config is None:
+                release(storage)
+                raise UsageError(f"study {name!r} was left half-made by an interrupted start (no config, no "
+                                 "trials); rerun the command that created it to finish it")
+            exists = False
+        else:
+            stored = load_config(study)
+            if config is not None and stored["fingerprint"] != config["fingerprint"]:
+                release(storage)
+                raise UsageError(f"study {name!r} already holds a different grid or data "
+                                 f"(fingerprint {stored['fingerprint']} vs {config['fingerprint']}); "
+                                 "pick another --study-name or --output-dir")
+            config = stored
+    sampler = FastGridSampler(config["grid"], seed=config["grid_seed"])
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
+                                load_if_exists=True)
+    if not exists:
+        study.set_metric_names(["val_loss"])
+        study.set_user_attr("config", config)
+    return study

@@ -1,0 +1,165 @@
+"""Train one grid point: a fresh model through one or more segments, with a dropout schedule.
+
+A screen, confirm or probe point is one segment (the first `--token-limits` training tokens
+for its steps); a stream point is several segments over growing caps (`--stage-steps` each).
+One code path serves both, so a stream of one segment *is* a static run.
+
+Optimiser: AdamW with linear warmup then cosine decay to `min_lr_ratio`, gradient clipping.
+Not nanochat's Muon: Muon orthogonalises updates with Newton-Schulz iterations meant for bf16,
+which on MPS is slower or crashes (nanochat #685, #741), and it brings its own learning-rate
+scaling; AdamW is the optimiser dropout results are usually reported with, so the dropout effect
+is easier to compare. Weight decay defaults to 0 so dropout is the only regulariser.
+
+Seeds: `torch.manual_seed(seed)` fixes the init and the dropout masks; the batch order comes
+from a numpy generator of the same seed. Evaluation batches do not depend on the seed.
+The hot loop never syncs with the device except every `log_every` steps, where the mean
+training loss is read and a non-finite value stops the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..data.batches import WindowSampler, fixed_batches
+from ..data.cache import TokenCache
+from ..common.errors import UsageError
+from ..model.masks import DEFAULT_MASKS, MASK_FORMS
+from ..model.gpt import GPT, ModelSpec
+from ..model.schedules import Schedule
+
+Trace = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32  # x seq_len = 8,192 tokens a step: 2,000 steps on 5M tokens is 3.3 epochs
+    seq_len: int = 256
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_batches: int = 64
+    eval_every: int = 500  # intermediate evaluations; every stage also ends with one
+    log_every: int = 50
+    dropout_masks: int = DEFAULT_MASKS  # how masks are drawn on a CPU (masks.py); 1 replays 0.2's runs
+
+    def check(self) -> None:
+        for name in ("batch_size", "seq_len", "eval_batches", "log_every"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.dropout_masks not in MASK_FORMS:
+            raise UsageError(f"--dropout-masks must be one of {', '.join(map(str, MASK_FORMS))}, got {self.dropout_masks}")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise UsageError(f"--lr must be positive and --min-lr-ratio in [0, 1], got {self.lr} and {self.min_lr_ratio}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    cap: int  # the segment samples from the first `cap` training tokens
+    steps: int
+
+
+class TrainingDiverged(Exception):
+    """The loss went NaN or infinite; the message says where."""
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = min(cfg.warmup_steps, max(total // 10, 1))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(total - warm - 1, 1)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+@torch.no_grad()
+def evaluate(model: GPT, batches: list[torch.Tensor]) -> float:
+    """Mean loss with dropout off over fixed batches (one device sync)."""
+    was_training = model.training
+    model.eval()
+    total = sum(model(b[:, :-1], b[:, 1:]) for b in batches)
+    model.train(was_training)
+    return float(total / len(batches))
+
+
+def _finite(value: float, what: str, step: int) -> float:
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"non-finite {what} ({value}) at step {step}")
+    return value
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
+                             weight_decay=cfg.weight_decay, fused=device in ("cuda", "mps", "cpu"))
+
+
+def train(
+    spec: ModelSpec,
+    schedule: Schedule,
+    segments: list[Segment],
+    cache: TokenCache,
+    cfg: TrainConfig,
+    seed: int,
+    device: str = "cpu",
+    trace: Trace | None = None,
+    between_steps: Callable[[], None] = lambda: None,
+) -> list[dict]:
+    """Train from fresh init through `segments`; return one metrics row per segment.
+    `between_steps` runs before every step (a worker adjusting its CPU threads)."""
+    trace = trace or (lambda row: None)
+    pools = [cache.train_pool(s.cap) for s in segments]  # refuses caps beyond the data up front
+    total = sum(s.steps for s in segments)
+    schedule = schedule.for_stream([s.cap for s in segments], spec.n_params(cache.manifest["vocab_size"]))
+    val_batches = [b.to(device) for b in fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+
+    torch.manual_seed(seed)
+    model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len, cfg.dropout_masks).to(device)
+    model.train()
+    opt = make_optimizer(model, cfg, device)
+    sampler = WindowSampler(pools[-1], cfg.batch_size, cfg.seq_len, seed)
+
+    rows, step = [], 0
+    for index, (segment, pool) in enumerate(zip(segments, pools)):
+        train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+        loss_sum, n_summed = torch.zeros((), device=device), 0
+        for i in range(segment.steps):
+            between_steps()
+            p = schedule.rate(step / max(total - 1, 1), index)
+            lr = lr_at(step, total, cfg)
+            model.set_dropout(p)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = sampler.sample(segment.cap).to(device, non_blocking=True)
+            loss = model(batch[:, :-1], batch[:, 1:])
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+            n_summed += 1
+            step += 1
+            last = i == segment.steps - 1
+            where = {"step": step, "tokens": step * tokens_per_step, "segment": index}
+            if step % cfg.log_every == 0 or last:
+                mean = _finite(float(loss_sum) / n_summed, "training loss", step)
+                trace({"kind": "train", **where, "lr": lr, "dropout_in_force": p, "loss": mean})
+                loss_sum.zero_()
+                n_summed = 0
+            if last or (cfg.eval_every and step % cfg.eval_every == 0):
+                train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
+                val_loss = _finite(evaluate(model, val_batches), "validation loss", step)
+                row = {"kind": "eval", **where, "cap": segment.cap, "dropout_in_force": p,
+                       "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss}
+                trace(row)
+                if last:
+                    rows.append({k: v for k, v in row.items() if k != "kind"})
+    return rows
