@@ -45,7 +45,7 @@ CASES = {
     "zero learning rate": (lambda c: ["screen", *base(c), "--lr", "0"], "--lr must be positive"),
     "unknown mask form": (lambda c: ["screen", *base(c), "--dropout-masks", "3"], "--dropout-masks must be one of 1, 2, got 3"),
     "token limits above pool": (lambda c: ["screen", *base(c), "--token-limits", "5000", "999999999", "888888888"],
-                                "--token-limits 999,999,999, 888,888,888 exceed the 27,197 training tokens of the cache"),
+                                "--token-limits 999,999,999, 888,888,888 exceed the 24,700 training tokens of the cache"),
     "stream caps decreasing": (lambda c: ["stream", *base(c), "--models", "winner=1x2x32",
                                           "--stream-token-caps", "4000", "2000"], "must increase strictly"),
     "missing cache": (lambda c: ["screen", *base(c), "--cache-dir", c["nowhere"]], "no token cache for vocab 512"),

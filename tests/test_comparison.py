@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dropout_decay.analysis.comparison import claims, compare_arms, holm, paired
+from dropout_decay.analysis.comparison import claims, compare_arms, holm, mde, paired, verdict
 
 NAN = math.nan
-ONE_SEED = ("no interval (one seed)", "one seed: no interval can be given")
+ONE_SEED = ("no interval (one replicate)", "one replicate: no interval can be given")
 
 
 def scipy_paired(diffs):
@@ -26,27 +26,28 @@ def test_paired_matches_scipy_from_two_seeds_up(diffs):
     r = paired(diffs)
     mean, std, low, high, p = scipy_paired(diffs)
     assert (r["mean_diff"], r["std_diff"], r["ci_low"], r["ci_high"], r["p_better"]) == pytest.approx((mean, std, low, high, p))
-    assert r["verdict"] == ("decay better" if high < 0 else "static better" if low > 0 else "no clear difference")
+    assert r["p_worse"] == pytest.approx(stats.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
     assert r["wins"] == sum(d < 0 for d in diffs) and r["prob_improvement"] == pytest.approx(r["wins"] / len(diffs))
     assert r["caution"] == ("" if len(diffs) >= 5 else f"n={len(diffs)}: the t-interval is wide; treat it as indicative")
 
 
-@pytest.mark.parametrize("diffs, mean, p_better, verdict, wins", [
+@pytest.mark.parametrize("diffs, mean, p_better, expected, wins", [
     ([-0.2, -0.2], -0.2, 0.0, "decay better", 2),  # every seed moved alike: certain, in its direction
     ([0.5, 0.5], 0.5, 1.0, "static better", 0),
     ([0.0, 0.0, 0.0], 0.0, 1.0, "no clear difference", 0),  # no change is not an improvement
 ])
-def test_paired_with_zero_spread(diffs, mean, p_better, verdict, wins):
+def test_paired_with_zero_spread(diffs, mean, p_better, expected, wins):
     r = paired(diffs)
     assert r["std_diff"] == 0 and r["ci_low"] == r["ci_high"] == r["mean_diff"] == pytest.approx(mean)
-    assert (r["p_better"], r["verdict"], r["wins"]) == (p_better, verdict, wins)
+    assert (r["p_better"], r["wins"]) == (p_better, wins)
+    assert globals()["verdict"](r["p_better"], r["p_worse"], r["n"]) == expected
 
 
 @pytest.mark.parametrize("diffs, mean, wins, prob", [([-0.1], -0.1, 1, 1.0), ([0.0], 0.0, 0, 0.0), ([], NAN, 0, NAN)])
 def test_paired_with_fewer_than_two_seeds_gives_no_interval(diffs, mean, wins, prob):
     r = paired(diffs)
-    assert r["n"] == len(diffs) and (r["verdict"], r["caution"]) == ONE_SEED and r["wins"] == wins
-    for key in ("std_diff", "ci_low", "ci_high", "p_better"):
+    assert r["n"] == len(diffs) and (verdict(r["p_better"], r["p_worse"], r["n"]), r["caution"]) == ONE_SEED and r["wins"] == wins
+    for key in ("std_diff", "ci_low", "ci_high", "p_better", "mde_80"):
         assert math.isnan(r[key]), key
     assert r["mean_diff"] == pytest.approx(mean, nan_ok=True) and r["prob_improvement"] == pytest.approx(prob, nan_ok=True)
 
@@ -69,9 +70,9 @@ def test_rows_come_sorted_by_model_and_segment_with_plain_means_and_caps():
     assert [(r["model"], r["segment"]) for r in rows] == [(m, g) for m in ("a", "b") for g in (0, 1, 2)]
     plain = frame(data).groupby(["model", "segment", "arm"])["val_loss"].mean()
     for r in rows:
-        assert r["cap"] == 1000 * (r["segment"] + 1) and r["seeds"] == [1, 2, 3]
-        assert r["decay_val_mean"] == pytest.approx(plain[r["model"], r["segment"], "d"])
-        assert r["static_val_mean"] == pytest.approx(plain[r["model"], r["segment"], "static:0"])
+        assert r["cap"] == 1000 * (r["segment"] + 1) and r["replicates"] == [[1], [2], [3]]
+        assert r["decay_mean"] == pytest.approx(plain[r["model"], r["segment"], "d"])
+        assert r["static_mean"] == pytest.approx(plain[r["model"], r["segment"], "static:0"])
 
 
 def test_a_segment_without_static_arms_is_skipped_and_the_next_is_kept():
@@ -101,3 +102,32 @@ def test_a_static_rate_seen_on_one_seed_blocks_the_claim_against_every_static():
     [claim] = claims(rows)
     assert math.isnan(claim["p_iut"]) and claim["deciding_static"] == "static:0.1" and not claim["beats_every_static"]
     assert (claim["beaten_statics"], claim["statics"], claim["n"]) == (1, 2, 1)
+
+
+@pytest.mark.parametrize("n, alpha", [(3, 0.05), (6, 0.05), (6, 0.05 / 3)])
+def test_mde_80_is_the_difference_a_simulated_t_test_detects_four_times_in_five(n, alpha):
+    """Independent of the noncentral t: draw 40,000 experiments of n normal differences with the
+    true mean -mde and spread 1, and count how often scipy's one-sided t-test rejects."""
+    effect = mde(n, 1.0, alpha)
+    rng = np.random.default_rng(0)
+    d = rng.normal(-effect, 1.0, size=(40_000, n))
+    power = (stats.ttest_1samp(d, 0.0, axis=1, alternative="less").pvalue < alpha).mean()
+    assert power == pytest.approx(0.8, abs=0.01)
+    assert mde(n, 2.0, alpha) == pytest.approx(2 * effect)  # in units of the spread
+    assert math.isnan(mde(1, 1.0)) and math.isnan(mde(3, 0.0))
+
+
+def test_one_verdict_vocabulary_from_the_holm_adjusted_one_sided_tests():
+    """Cap 0's unadjusted 95% interval excludes 0 (one-sided p 0.021), but across three caps its
+    Holm-adjusted p is 0.062: 'no clear difference', and `holds` agrees with the verdict on every
+    row (results.md once read such rows both ways)."""
+    diffs = {0: (-0.10, -0.13, -0.06), 1: (-0.01, 0.02, -0.03), 2: (0.2, 0.21, 0.19)}
+    data = [("m", g, s, a, 3.0 + (a == "d") * dv) for g, ds in diffs.items() for s, dv in zip((1, 2, 3), ds)
+            for a in ("static:0", "d")]
+    rows = compare_arms(frame(data), ["d"])
+    assert rows[0]["ci_high"] < 0 and 0.05 < rows[0]["p_holm"] < 0.1
+    for r in rows:
+        assert r["holds"] == (r["verdict"] == "decay better") and r["holds"] == (r["p_holm"] < 0.05)
+    assert [r["verdict"] for r in rows] == ["no clear difference", "no clear difference", "static better"]
+    p = [stats.ttest_1samp(d, 0.0, alternative="less").pvalue for d in diffs.values()]
+    assert [r["p_holm"] for r in rows] == pytest.approx(holm(p))

@@ -27,7 +27,7 @@ VOCAB = 300  # small corpora made by the tests
 def documents_of(cache, part="all") -> list[str]:
     """Decode the cache back into its documents, in layout order (split at BOS)."""
     tok = __import__("tokenizers").Tokenizer.from_file(str(cache.paths.tokenizer))
-    tokens = {"all": cache.tokens, "train": cache.train_pool(), "val": cache.val}[part]
+    tokens = {"all": cache.tokens, "train": cache.train_pool(), "val": cache.val, "test": cache.test}[part]
     starts = np.flatnonzero(np.asarray(tokens) == cache.manifest["bos_id"])
     ends = list(starts[1:]) + [tokens.size]
     return [tok.decode(list(map(int, tokens[a + 1 : b]))) for a, b in zip(starts, ends)]
@@ -69,9 +69,9 @@ def test_cache_holds_every_document_once_behind_a_bos(cache_dir, corpus_dir):
     cache = load_cache(cache_dir, TEST_VOCAB)
     m = cache.manifest
     assert cache.tokens.dtype == np.uint16 and isinstance(cache.tokens, np.memmap)
-    assert m["token_count"] == cache.tokens.size == m["train_tokens"] + m["val_tokens"]
-    assert (m["train_documents"], m["val_documents"], m["corpus"]["documents"]) == (11, 1, 12)
-    assert cache.tokens[0] == m["bos_id"] and cache.val[0] == m["bos_id"]
+    assert m["token_count"] == cache.tokens.size == m["train_tokens"] + m["val_tokens"] + m["test_tokens"]
+    assert (m["train_documents"], m["val_documents"], m["test_documents"], m["corpus"]["documents"]) == (10, 1, 1, 12)
+    assert cache.tokens[0] == m["bos_id"] and cache.val[0] == m["bos_id"] and cache.test[0] == m["bos_id"]
     decoded = documents_of(cache)
     originals = [p.read_text().replace("\r\n", "\n").strip() for p in sorted(corpus_dir.glob("*.txt"))]
     assert sorted(decoded) == sorted(originals)
@@ -79,20 +79,29 @@ def test_cache_holds_every_document_once_behind_a_bos(cache_dir, corpus_dir):
 
 
 def test_layout_split_is_disjoint_and_as_is_holds_out_every_tenth():
-    train, val = Layout("as-is").split(249)
-    assert list(val) == list(range(9, 249, 10)) and sorted([*train, *val]) == list(range(249))
-    train, val = Layout("shuffled", 3).split(249)
-    assert set(train).isdisjoint(val) and sorted([*train, *val]) == list(range(249)) and len(val) == 24
+    train, val, test = Layout("as-is").split(249)
+    assert list(val) == list(range(9, 249, 10)) and list(test) == list(range(8, 249, 10))
+    assert sorted([*train, *val, *test]) == list(range(249))
+    train, val, test = Layout("shuffled", 3).split(249)
+    assert set(train).isdisjoint(val) and set(train).isdisjoint(test) and set(val).isdisjoint(test)
+    assert sorted([*train, *val, *test]) == list(range(249)) and len(val) == 24 and len(test) == 25
     assert list(val) != list(range(9, 249, 10))
+    old = Layout("shuffled", 3, "train-val").split(249)  # 0.3's layout: the same validation, no test
+    assert np.array_equal(old[1], val) and old[2].size == 0 and sorted(old[0]) == sorted([*train, *test])
     assert np.array_equal(Layout("shuffled", 3).split(249)[0], train)  # the seed fixes it
     assert not np.array_equal(Layout("shuffled", 4).split(249)[0], train)
 
 
 def test_a_corpus_smaller_than_ten_documents_holds_out_its_last_one_and_one_document_is_refused():
-    train, val = Layout("as-is").split(5)
-    assert list(train) == [0, 1, 2, 3] and list(val) == [4]
+    train, val, test = Layout("as-is").split(5)
+    assert list(train) == [0, 1, 2] and list(val) == [4] and list(test) == [3]
+    train, val, test = Layout("as-is").split(9)  # position 8 would be test: validation takes it first
+    assert list(train) == list(range(7)) and list(val) == [8] and list(test) == [7]
+    assert [list(x) for x in Layout("as-is", splits="train-val").split(5)] == [[0, 1, 2, 3], [4], []]
+    with pytest.raises(UsageError, match="cannot hold out validation and test documents"):
+        Layout().split(2)
     with pytest.raises(UsageError, match="cannot hold out validation documents"):
-        Layout().split(1)
+        Layout(splits="train-val").split(1)
 
 
 def test_shuffle_makes_every_token_limit_a_uniform_nested_subset(tmp_path):
@@ -102,18 +111,22 @@ def test_shuffle_makes_every_token_limit_a_uniform_nested_subset(tmp_path):
     bos = np.flatnonzero(np.asarray(shuffled.train_pool()) == shuffled.manifest["bos_id"])
     limit = shuffled.n_train // 6
     small = train_docs[: int((bos < limit).sum())]  # the documents a token limit of 1/6 trains on
-    assert len(small) == 9
+    assert len(small) == 8
     assert min(small) < 20 and max(small) >= 40  # drawn from across the whole range, not its start
     assert np.mean(small) == pytest.approx(29.5, abs=12)
     val_docs = [index_of(d) for d in documents_of(shuffled, "val")]
     assert len(val_docs) == 6 and min(val_docs) < 20 and max(val_docs) >= 40
+    test_docs = [index_of(d) for d in documents_of(shuffled, "test")]
+    assert len(test_docs) == 6 and min(test_docs) < 20 and max(test_docs) >= 40
+    assert sorted(train_docs + val_docs + test_docs) == list(range(60))
     # nested: a larger limit's documents start with a smaller limit's, in the same order
     pools = [shuffled.train_pool(n) for n in (limit, 2 * limit, 4 * limit)]
     assert all(np.array_equal(pools[i], pools[i + 1][: pools[i].size]) for i in range(2))
     # as-is reproduces the layout of 0.1: name order, every tenth document held out
     as_is = build_cache(tmp_path / "as-is", VOCAB, corpus, Layout("as-is"))
-    assert [index_of(d) for d in documents_of(as_is, "train")] == [i for i in range(60) if i % 10 != 9]
+    assert [index_of(d) for d in documents_of(as_is, "train")] == [i for i in range(60) if i % 10 < 8]
     assert [index_of(d) for d in documents_of(as_is, "val")] == list(range(9, 60, 10))
+    assert [index_of(d) for d in documents_of(as_is, "test")] == list(range(8, 60, 10))
     assert as_is.manifest["layout"]["order"] == "as-is" and shuffled.manifest["layout"]["seed"] == 0
 
 
@@ -247,7 +260,7 @@ def test_refuses_a_manifest_whose_vocab_is_not_its_name(scratch_cache):
 def test_refuses_a_split_that_leaves_no_training_or_no_validation(scratch_cache, train_tokens):
     n = json.loads(scratch_cache.manifest.read_text())["token_count"]
     edit_manifest(scratch_cache, train_tokens=n if train_tokens == "all" else 0)
-    with pytest.raises(UsageError, match="has an impossible train/val split$"):
+    with pytest.raises(UsageError, match="has an impossible train/val/test split$"):
         load_cache(scratch_cache.dir, TEST_VOCAB)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from dropout_decay.cli import main as cli
 from dropout_decay.data.cache import load_cache
-from dropout_decay.analysis.comparison import paired
+from dropout_decay.analysis.comparison import paired, verdict
 from dropout_decay.model.gpt import parse_model_spec
 from dropout_decay.sweep.provenance import data_identity
 from dropout_decay.sweep.settings import Settings
@@ -45,7 +45,8 @@ def test_comparison_on_a_constructed_study_matches_a_hand_computation(cache_dir,
         diffs = [a - b for a, b in zip(d, s)]
         mean, std, low, high = by_hand(diffs)
         assert (r["mean_diff"], r["std_diff"], r["ci_low"], r["ci_high"]) == pytest.approx((mean, std, low, high))
-        assert r["n"] == 3 and r["wins"] == sum(x < 0 for x in diffs) and r["seeds"] == [1, 2, 3]
+        assert r["n"] == 3 and r["wins"] == sum(x < 0 for x in diffs) and r["replicates"] == [[1, 0], [2, 0], [3, 0]]
+        assert r["metric"] == "val_loss"  # trials without a test loss: a study from before the test split
         assert r["caution"] == "n=3: the t-interval is wide; treat it as indicative"
     best = {r["segment"]: r["static_arm"] for r in rows if r["best_static"]}
     assert best == {0: "static:0", 1: "static:0.1"}
@@ -71,8 +72,8 @@ def test_a_study_from_before_0_2_exports_the_same_artefacts(cache_dir, tmp_path)
 
 def test_one_seed_gives_no_interval_and_says_so():
     r = paired([-0.1])
-    assert r["n"] == 1 and math.isnan(r["ci_low"]) and r["verdict"] == "no interval (one seed)"
-    assert "one seed" in r["caution"]
+    assert r["n"] == 1 and math.isnan(r["ci_low"]) and verdict(r["p_better"], r["p_worse"], 1) == "no interval (one replicate)"
+    assert "one replicate" in r["caution"]
 
 
 def optuna_note(run: Path, name: str) -> str:
@@ -88,7 +89,7 @@ def test_report_is_self_contained_with_a_trace_for_every_arm_and_model(cache_dir
     assert (folder / "plotly.min.js").stat().st_size > 3_000_000  # opens offline
     for arm in ARMS:
         assert f'"name":"{arm}"' in stream
-    assert "best static rate, paired by seed" in stream and "Decay arms against the best static rate" in stream
+    assert "best static rate, paired by replicate" in stream and "decay arms against the best static rate" in stream
     out = tmp_path / "screen"
     assert cli.main(["screen", *tiny(cache_dir, out), "--models", "a=1x2x32", "b=1x4x32"]) == 0
     screen = (out / "report.html").read_text()

@@ -156,8 +156,8 @@ def test_validation_batches_come_only_from_held_out_documents_and_overfitting_sh
     monkeypatch.setattr(train_mod, "evaluate", lambda model, b: calls.append(b) or evaluate(model, b))
     cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=10, eval_batches=3, eval_every=0)
     [row] = train(parse_model_spec("2x2x64"), static(0.0), [Segment(3000, 400)], cache, cfg, 1)
-    train_batches, val_batches = calls  # one evaluation: the segment's pool, then validation
-    val, pool = np.asarray(cache.val), np.asarray(cache.train_pool(3000))
+    train_batches, val_batches, test_batches = calls  # one evaluation: the segment's pool, validation, test
+    val, pool, test = np.asarray(cache.val), np.asarray(cache.train_pool(3000)), np.asarray(cache.test)
 
     def inside(window, tokens):
         starts = np.flatnonzero(tokens[: tokens.size - window.size + 1] == window[0])
@@ -165,7 +165,10 @@ def test_validation_batches_come_only_from_held_out_documents_and_overfitting_sh
 
     assert all(inside(w, val) for b in val_batches for w in b.numpy())
     assert all(inside(w, pool) for b in train_batches for w in b.numpy())
-    assert not any(inside(w, val) for b in train_batches for w in b.numpy()[:4])
+    assert all(inside(w, test) for b in test_batches for w in b.numpy())
+    assert not any(inside(w, val) or inside(w, test) for b in train_batches for w in b.numpy()[:4])
+    assert not any(inside(w, test) for b in val_batches for w in b.numpy()[:4])
+    assert row["test_loss"] > row["train_loss"] + 0.5  # unseen documents, like validation
     assert row["gap"] > 0.5  # 400 steps x 256 tokens over a 3,000-token pool: it memorises
 
 

@@ -29,7 +29,7 @@ def add_run_flags(ap: argparse.ArgumentParser) -> None:
 
 
 def stage_parser(stage: str, prog: str) -> Parser:
-    from ..sweep.settings import add_stage_flags
+    from ..sweep.flags import add_stage_flags
 
     ap = Parser(prog=prog, description=f"Run the {stage} stage as one Optuna study.")
     add_stage_flags(ap)

@@ -22,7 +22,8 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
     from ..sweep.provenance import build_config
     from ..sweep.recovery import requeue_failed
     from ..sweep.runner import find_previous_run
-    from ..sweep.settings import resolve, settings_from_args
+    from ..sweep.flags import settings_from_args
+    from ..sweep.settings import resolve
     from ..sweep.storage import open_storage, open_study, sqlite_url
 
     check_run_flags(args)
@@ -56,7 +57,7 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def run_file(rest: list[str], argv: list[str]) -> int:
-    from ..sweep.settings import load_study_file
+    from ..sweep.studyfiles import load_study_file
 
     if not rest or rest[0].startswith("-"):
         raise UsageError("run needs a study file name, e.g. run quickstart")

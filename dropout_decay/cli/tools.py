@@ -241,7 +241,7 @@ def export_command(rest: list[str]) -> int:
 
 def cache_command(rest: list[str]) -> int:
     from ..data.prepare import prepare_cache
-    from ..sweep.settings import add_stage_flags, settings_from_args
+    from ..sweep.flags import add_stage_flags, settings_from_args
 
     ap = Parser(prog="python -m dropout_decay.study cache", description="Build or check the token cache.")
     add_stage_flags(ap)

@@ -37,13 +37,13 @@ def identity_for(corpus: Corpus, layout: Layout) -> dict:
     """What a cache must hold to serve this corpus and layout."""
     d = layout.describe()
     return {"corpus_sha256": corpus.sha256, "text_field": corpus.text_field, "order": d["order"], "seed": d["seed"],
-            "tokenizer_chars": TOKENIZER_CHARS}
+            "splits": layout.splits, "tokenizer_chars": TOKENIZER_CHARS}
 
 
 def identity_of(manifest: dict) -> dict:
     return {"corpus_sha256": manifest["corpus"]["sha256"], "text_field": manifest["corpus"]["text_field"],
             "order": manifest["layout"]["order"], "seed": manifest["layout"]["seed"],
-            "tokenizer_chars": manifest["tokenizer_sample"]["budget_chars"]}
+            "splits": Layout.of(manifest["layout"]).splits, "tokenizer_chars": manifest["tokenizer_sample"]["budget_chars"]}
 
 
 def scan(corpus: Corpus) -> np.ndarray:
@@ -147,7 +147,7 @@ def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: 
     t0 = time.perf_counter()
     lengths = scan(corpus)
     timings["scan"] = time.perf_counter() - t0
-    train_ids, val_ids = layout.split(lengths.size)
+    train_ids, val_ids, test_ids = layout.split(lengths.size)
     keep, sample = sample_for_tokenizer(lengths, train_ids, layout.seed)
     log(f"tokenizer: training byte-level BPE, vocab {vocab_size}, on {sample['documents']:,} of {train_ids.size:,} "
         f"training documents ({sample['chars'] / 1e6:.1f}M chars) of {corpus.source}")
@@ -167,12 +167,12 @@ def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: 
             raise UsageError(f"corpus {corpus.source} changed while it was being read; build again")
         atomic_write(paths.tokenizer, lambda f: f.write(tok.to_str()))
         t3 = time.perf_counter()
-        assemble(scratch, offsets, np.concatenate([train_ids, val_ids]), paths.tokens)
+        assemble(scratch, offsets, np.concatenate([train_ids, val_ids, test_ids]), paths.tokens)
         timings["assemble"] = time.perf_counter() - t3
     finally:
         scratch.unlink(missing_ok=True)
     sizes = offsets[1:] - offsets[:-1]
-    n_train, n_val = int(sizes[train_ids].sum()), int(sizes[val_ids].sum())
+    n_train, n_val, n_test = (int(sizes[ids].sum()) for ids in (train_ids, val_ids, test_ids))
     tokens = np.load(paths.tokens, mmap_mode="r")
     write_json(paths.manifest, {
         "format": FORMAT,
@@ -188,14 +188,16 @@ def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: 
         "tokenizer_sha256": sha256_file(paths.tokenizer),
         "tokens_file": paths.tokens.name,
         "dtype": "uint16",
-        "token_count": n_train + n_val,
+        "token_count": n_train + n_val + n_test,
         "train_tokens": n_train,
         "val_tokens": n_val,
+        "test_tokens": n_test,
         "train_documents": int(train_ids.size),
         "val_documents": int(val_ids.size),
-        "difficulty": difficulty(tokens[:n_train], vocab_size, utf8_bytes, int(lengths.sum()), n_train + n_val),
+        "test_documents": int(test_ids.size),
+        "difficulty": difficulty(tokens[:n_train], vocab_size, utf8_bytes, int(lengths.sum()), n_train + n_val + n_test),
     })
     timings["total"] = time.perf_counter() - t0
-    log(f"cache: {n_train + n_val:,} tokens ({n_train:,} train, {n_val:,} val; documents "
+    log(f"cache: {n_train + n_val + n_test:,} tokens ({n_train:,} train, {n_val:,} val, {n_test:,} test; documents "
         f"{layout.words()}) in {paths.dir} after {time.perf_counter() - t0:.1f}s")
     return load_cache(cache_dir, vocab_size)

@@ -1,9 +1,11 @@
 """The token cache: tokenizer, the encoded corpus as one uint16 array, and a manifest tying them.
 
-Layout of `tokens-v{V}-uint16.npy`: the training documents, then the validation documents, in
-the order layout.py lays them out, each preceded by BOS. A token limit N is the first N
-tokens: a uniform random subset of training documents when the order is shuffled, and the
-validation part is never touched by any limit. The manifest is written last: a build killed
+Layout of `tokens-v{V}-uint16.npy`: the training documents, then the validation documents, then
+the test documents (none in a cache of 0.3), in the order layout.py lays them out, each preceded
+by BOS. A token limit N is the first N tokens: a uniform random subset of training documents
+when the order is shuffled; validation and test are never touched by any limit. Another order
+seed's pool (`train_pool(limit, order_seed)`) gathers the same training documents in that
+seed's order: a copy of at most `limit` tokens. The manifest is written last: a build killed
 midway leaves no cache that loads. The manifest records the corpus, its order and seed, and
 the tokenizer's sample; a cache is reused only for exactly that data.
 """
@@ -67,22 +69,46 @@ class TokenCache:
         return self.manifest["train_tokens"]
 
     @property
+    def n_val(self) -> int:
+        return self.manifest["val_tokens"]
+
+    @property
     def val(self) -> np.ndarray:
-        return self.tokens[self.n_train :]
+        return self.tokens[self.n_train : self.n_train + self.n_val]
+
+    @property
+    def test(self) -> np.ndarray:
+        """The held-out test documents (empty in a cache of 0.3)."""
+        return self.tokens[self.n_train + self.n_val :]
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.manifest["layout"]["order"], self.manifest["layout"]["seed"] or 0)
+        return Layout.of(self.manifest["layout"])
 
-    def train_pool(self, limit: int | None = None) -> np.ndarray:
-        """The first `limit` training tokens (all of them when None): a view, never a copy."""
-        if limit is None:
-            return self.tokens[: self.n_train]
-        if limit <= 0:
+    def train_pool(self, limit: int | None = None, order_seed: int | None = None) -> np.ndarray:
+        """The first `limit` training tokens (all of them when None) with the training documents in
+        the order of `order_seed` (default: the cache's own, a view, never a copy)."""
+        if limit is not None and limit <= 0:
             raise UsageError(f"token limit must be positive, got {limit}")
-        if limit > self.n_train:
+        if limit is not None and limit > self.n_train:
             raise UsageError(f"token limit {limit:,} exceeds the {self.n_train:,} training tokens in {self.paths.tokens}")
-        return self.tokens[:limit]
+        limit = self.n_train if limit is None else limit
+        if order_seed is None or order_seed == self.layout.seed:
+            return self.tokens[:limit]
+        return self._reordered(limit, order_seed)
+
+    def _reordered(self, limit: int, order_seed: int) -> np.ndarray:
+        train = self.tokens[: self.n_train]
+        starts = np.flatnonzero(train == self.manifest["bos_id"])  # every document begins with BOS
+        ends = np.append(starts[1:], self.n_train)
+        layout, n_docs = self.layout, self.manifest["corpus"]["documents"]
+        train_ids = layout.split(n_docs)[0]
+        if train_ids.size != starts.size:
+            raise UsageError(f"{self.paths.tokens}: {starts.size} training documents, its layout says {train_ids.size}; "
+                             "rebuild the cache")
+        order = layout.training_order(n_docs, train_ids, order_seed)
+        taken = np.searchsorted(np.cumsum(ends[order] - starts[order]), limit) + 1
+        return np.concatenate([train[starts[j]:ends[j]] for j in order[:taken]])[:limit]
 
 
 def load_cache(cache_dir: str | Path = DEFAULT_CACHE_DIR, vocab_size: int = DEFAULT_VOCAB) -> TokenCache:
@@ -114,6 +140,6 @@ def load_cache(cache_dir: str | Path = DEFAULT_CACHE_DIR, vocab_size: int = DEFA
     if tokens.size != expected[1]:
         raise UsageError(f"{paths.tokens} has {tokens.size:,} tokens, its manifest says {expected[1]:,}: "
                          "truncated or replaced; rebuild the cache")
-    if not 0 < expected[2] < tokens.size:
-        raise UsageError(f"{paths.manifest} has an impossible train/val split")
+    if not 0 < expected[2] < tokens.size or not 0 < manifest.get("val_tokens", 0) <= tokens.size - expected[2]:
+        raise UsageError(f"{paths.manifest} has an impossible train/val/test split")
     return TokenCache(paths=paths, manifest=manifest, tokens=tokens)

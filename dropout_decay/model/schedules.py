@@ -1,8 +1,10 @@
 """Dropout schedules: the rate p in [0, 1) in force at each step of a run.
 
-A static arm is a constant. A decay is written `NAME:START:END:SHAPE`; in a stream its
+A static arm is a constant. A decay is written `NAME:START:END:SHAPE[:UNTIL]`; in a stream its
 progress runs over the whole stream, so a cosine from 0.30 to 0.14 reaches 0.14 at the last
-step of the last segment. `step` holds START..END constant within each of the stream's segments.
+step of the last segment. UNTIL in (0, 1] is the fraction of the run by which the rate reaches
+END and then stays there (default 1): early dropout (Liu et al., ICML 2023) is
+`early:0.1:0:linear:0.17`. `step` holds START..END constant within each of the stream's segments.
 
 `NAME:calibrated:PROBE_JSON` follows the law p*(D) a probe fitted (law.py): in each segment of
 a stream the rate is the law's p* at that segment's token cap in tokens per parameter, clipped
@@ -40,6 +42,7 @@ class Schedule:
     segments: int = 1  # `step` and `calibrated`: how many constant pieces
     law: dict | None = None  # `calibrated`: the fitted p*(D)
     rates: tuple[float, ...] = ()  # `calibrated`: the rate of each segment, from `for_stream`
+    until: float = 1.0  # the fraction of the run by which the rate reaches `end`
 
     @property
     def is_static(self) -> bool:
@@ -55,7 +58,7 @@ class Schedule:
 
     def rate(self, progress: float, segment: int = 0) -> float:
         """The rate at `progress` in [0, 1] of the whole run, inside segment `segment`."""
-        t = min(max(progress, 0.0), 1.0)
+        t = min(max(progress, 0.0) / self.until, 1.0)
         a, b = self.start, self.end
         if self.shape == "constant":
             return a
@@ -71,6 +74,16 @@ class Schedule:
         # step: segment k of n holds the k-th of n evenly spaced rates from start to end
         n = self.segments
         return a + (b - a) * (k / (n - 1) if n > 1 else 0.0)
+
+
+    def mean_rate(self, steps: list[int]) -> float:
+        """The rate averaged over every step of a run whose segments have `steps` steps each
+        (the schedule already set for that run's caps): what a matched static arm uses."""
+        total, step, summed = sum(steps), 0, 0.0
+        for segment, n in enumerate(steps):
+            summed += sum(self.rate((step + i) / max(total - 1, 1), segment) for i in range(n))
+            step += n
+        return summed / total
 
 
 def static(p: float) -> Schedule:
@@ -111,10 +124,14 @@ def parse_decay(text: str, calibrations: dict | None = None) -> Schedule:
         lo, hi = law["p_range"]
         return Schedule(name=name, start=hi, end=lo, shape="calibrated", law=law)
     parts = text.split(":")
-    if len(parts) != 4:
-        raise UsageError(f"bad decay {text!r}: expected NAME:START:END:SHAPE, e.g. decay_030_to_014:0.30:0.14:cosine, "
-                         "or NAME:calibrated:PROBE_JSON")
-    name, start, end, shape = parts
+    if len(parts) not in (4, 5):
+        raise UsageError(f"bad decay {text!r}: expected NAME:START:END:SHAPE[:UNTIL], e.g. decay_030_to_014:0.30:0.14:cosine "
+                         "or early:0.1:0:linear:0.17, or NAME:calibrated:PROBE_JSON")
+    name, start, end, shape = parts[:4]
+    until = _until(text, parts[4]) if len(parts) == 5 else 1.0
+    if until < 1.0 and shape == "step":
+        raise UsageError(f"bad decay {text!r}: a step decay changes at segment ends; UNTIL applies to cosine, linear "
+                         "and exponential decays")
     _name(text)
     if shape not in SHAPES:
         raise UsageError(f"bad decay {text!r}: unknown shape {shape!r} (choose from {', '.join(SHAPES)}, or calibrated)")
@@ -126,7 +143,17 @@ def parse_decay(text: str, calibrations: dict | None = None) -> Schedule:
     check_rate(b, f"decay {name} end")
     if shape == "exponential" and min(a, b) <= 0:
         raise UsageError(f"bad decay {text!r}: an exponential decay needs START and END above 0")
-    return Schedule(name=name, start=a, end=b, shape=shape)
+    return Schedule(name=name, start=a, end=b, shape=shape, until=until)
+
+
+def _until(text: str, field: str) -> float:
+    try:
+        until = float(field)
+    except ValueError:
+        until = math.nan
+    if not 0.0 < until <= 1.0:
+        raise UsageError(f"bad decay {text!r}: UNTIL must be a fraction of the run in (0, 1], got {field!r}")
+    return until
 
 
 def parse_decays(texts: list[str], calibrations: dict | None = None) -> list[Schedule]:

@@ -31,10 +31,12 @@ from ..sweep.provenance import load_config
 from ..sweep.replay import replay_rows
 from .page import ensure_plotly, report_page
 from ..model.schedules import parse_decays
+from ..analysis.interaction import interaction
+from ..analysis.primary import judge
 from ..analysis.selection import select_models
 from ..sweep.storage import checkpoint
 
-METRICS = ("train_loss", "val_loss", "gap")
+METRICS = ("train_loss", "val_loss", "gap", "test_loss")
 PENDING = ".export-new"
 
 
@@ -80,7 +82,8 @@ def point_fields(config: dict, params: dict) -> dict:
     shapes = {m["label"]: m["shape"] for m in config["models"]}
     key = arm_key(config)
     return {"stage": config["stage"], "model": params.get("model"), "model_shape": shapes.get(params.get("model")),
-            "seed": params.get("seed"), key: params.get(key),
+            "seed": params.get("seed"), "order_seed": params.get("order_seed", config["settings"].get("order_seed", 0)),
+            key: params.get(key),
             "device": config["compliance"]["device"], "mps_compliant": config["compliance"]["mps_compliant"]}
 
 
@@ -91,10 +94,10 @@ def metrics_rows(study: optuna.Study, config: dict) -> list[dict]:
             rows.append(point_fields(config, t.params) | {
                 "segment": seg.get("segment", seg.get("stage")), "cap": seg["cap"], "step": seg["step"],
                 "tokens": seg.get("tokens"), "dropout_in_force": seg["dropout_in_force"],
-                **{k: seg[k] for k in METRICS}, "trial": t.number})
+                **{k: seg.get(k) for k in METRICS}, "trial": t.number})
     key = arm_key(config)
     return sorted(rows, key=lambda r: (r["model"], str(r[key]) if key == "arm" else r[key], r["cap"], r["seed"],
-                                       r["segment"]))
+                                       r["order_seed"], r["segment"]))
 
 
 def trace_rows(study: optuna.Study, config: dict) -> list[dict]:
@@ -141,10 +144,13 @@ def analyse(study: optuna.Study) -> dict:
     else:
         parsed = parse_decays(settings["decays"], settings.get("calibrations"))
         decays, calibrated = [d.name for d in parsed], [d.name for d in parsed if d.shape == "calibrated"]
+        metric = "test_loss" if frame["test_loss"].notna().all() else "val_loss"  # val: made before the test split
         a["comparison"] = [r | {"device": device, "mps_compliant": compliant}
-                           for r in compare_arms(frame, decays, calibrated)]
+                           for r in compare_arms(frame, decays, calibrated, metric)]
         a["claims"] = claims(a["comparison"])
-        a["note"] = stream_note(config, a["comparison"])
+        a["interaction"] = interaction(frame, decays, metric)
+        a["primary"] = judge(settings.get("claims"), a["comparison"], a["claims"], a["interaction"])
+        a["note"] = stream_note(config, a["comparison"], a["primary"], a["interaction"])
     if "replay_of" in config:
         original = optuna.load_study(study_name=config["replay_of"], storage=study._storage)
         a["replay"] = replay_rows(original, study)
@@ -173,6 +179,10 @@ def render(a: dict, plotly_src: str) -> dict[str, str]:
             files["comparison.csv"] = _csv(_flat(a["comparison"]))
             files["claims.json"] = _json(a["claims"])
             files["claims.csv"] = _csv(_flat(a["claims"]))
+        for name in ("interaction", "primary"):
+            if a[name]:
+                files[f"{name}.json"] = _json(a[name])
+                files[f"{name}.csv"] = _csv(_flat(a[name]))
     if "replay" in a:
         files["replay.json"] = _json(a["replay"])
         files["replay.csv"] = _csv(pd.DataFrame(a["replay"]))

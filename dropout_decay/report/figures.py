@@ -14,6 +14,8 @@ def _colour(i: int) -> str:
 
 
 def _dash(arm) -> str:
+    if isinstance(arm, str) and arm.endswith("@fixed"):
+        return "dot"
     return "solid" if not isinstance(arm, str) or arm.startswith("static") else "dash"
 
 
@@ -102,17 +104,22 @@ def _dropout_figures(train_rows: pd.DataFrame) -> list[go.Figure]:
 def stream_figures(summary: pd.DataFrame, comparison: list[dict]) -> list[go.Figure]:
     """Val loss at each segment's end per arm, and each decay's paired difference per cap."""
     figures = []
+    metric = "test_loss" if summary["test_loss_mean"].notna().all() else "val_loss"
+    name = metric.replace("_", " ")
     for model, rows in summary.groupby("model", sort=True):
         fig = go.Figure()
+        growing = rows[~rows["arm"].str.endswith("@fixed")]
+        caps = dict(zip(growing["segment"], growing["cap"]))  # a fixed-pool twin is drawn at its segment's growing cap
         for i, (arm, one) in enumerate(rows.groupby("arm", sort=True)):
-            one = one.sort_values("cap")
-            fig.add_trace(go.Scatter(x=[f"{c:,}" for c in one["cap"]], y=one["val_loss_mean"], mode="lines+markers",
-                                     name=arm, error_y={"type": "data", "array": one["val_loss_std"].fillna(0)},
+            one = one.sort_values("segment")
+            fig.add_trace(go.Scatter(x=[f"{caps.get(k, c):,}" for k, c in zip(one["segment"], one["cap"])],
+                                     y=one[f"{metric}_mean"], mode="lines+markers", name=arm,
+                                     error_y={"type": "data", "array": one[f"{metric}_std"].fillna(0)},
                                      line={"dash": _dash(arm), "color": _colour(i)}))
-        fig.update_layout(title=f"{model}: validation loss at the end of each stream segment (mean ± std over seeds)",
-                          xaxis_title="token cap of the segment", yaxis_title="validation loss")
+        fig.update_layout(title=f"{model}: {name} at the end of each stream segment (mean ± std over replicates)",
+                          xaxis_title="token cap of the segment (growing stream)", yaxis_title=f"{name} (nats)")
         figures.append(fig)
-    best = pd.DataFrame([r for r in comparison if r["best_static"]])
+    best = pd.DataFrame([r for r in comparison if r["best_static"] and r.get("pool", "growing") == "growing"])
     for model, rows in (best.groupby("model", sort=True) if len(best) else []):
         fig = go.Figure()
         for i, (arm, one) in enumerate(rows.groupby("decay_arm", sort=True)):
@@ -124,8 +131,8 @@ def stream_figures(summary: pd.DataFrame, comparison: list[dict]) -> list[go.Fig
                 text=[f"vs {s}; wins {w}/{n}; {v}" for s, w, n, v in zip(one["static_arm"], one["wins"], one["n"], one["verdict"])],
                 marker={"color": _colour(i + 4), "size": 9}))
         fig.add_hline(y=0, line_dash="dot", line_color="black")
-        fig.update_layout(title=f"{model}: decay − best static rate, paired by seed (95% t-interval; below 0: decay better)",
-                          xaxis_title="token cap of the segment", yaxis_title="Δ validation loss")
+        fig.update_layout(title=f"{model}: decay − best static rate, paired by replicate (95% t-interval; below 0: decay better)",
+                          xaxis_title="token cap of the segment", yaxis_title=f"Δ {name} (nats)")
         figures.append(fig)
     return figures
 

@@ -34,14 +34,29 @@ def static_note(config: dict, selection: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def stream_note(config: dict, comparison: list[dict]) -> str:
+def _cap(cap) -> str:
+    return "–" if cap is None else f"{cap:,}"
+
+
+def stream_note(config: dict, comparison: list[dict], primary: list[dict] = (), interaction: list[dict] = ()) -> str:
     lock = config.get("lock") or {"model": "?", "source": "not recorded"}
+    metric = next((r["metric"] for r in comparison), "val_loss")
+    loss = "test loss" if metric == "test_loss" else "val loss"
     lines = ["## stream: does decaying dropout beat every static rate?", "",
              f"*{config['compliance']['note']}*; locked model {lock['model']} ({lock['source']}).", "",
-             "Paired by seed: Δ = val loss(decay) − val loss(static); below 0, decay is better. "
-             "*Beats every static* is an intersection-union test (the worst pair decides), Holm-adjusted across caps.", "",
-             "| model | segment (cap) | decay arm | beats every static? | deciding static | Δ vs it | 95% interval | p (IUT, Holm) | seeds winning vs all |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"Judged on **{loss}**" + (" (held-out documents no decision saw; the best static rate is chosen on "
+                                        "validation)" if metric == "test_loss" else " (a study made before the test split)")
+             + f". Paired by replicate: Δ = {loss}(decay) − {loss}(static); below 0, decay is better."]
+    if primary:
+        lines += ["", "### Primary claims (declared before the run; Holm across them)", "",
+                  "| claim | cap | Δ | 95% interval | p (Holm) | holds | mde_80 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['claim']} | {_cap(r['cap'])} | {_num(r['estimate'])} | "
+                  f"[{_num(r['ci'][0])}, {_num(r['ci'][1])}] | {_num(r['p_holm'], '.3f')} | "
+                  f"{'**yes**' if r['holds'] else 'no'} | {_num(r['mde_80'])} |" for r in primary]
+        lines += ["", "### Exploratory"]
+    lines += ["", "*Beats every static* is an intersection-union test (the worst pair decides), Holm-adjusted across caps.", "",
+              "| model | segment (cap) | decay arm | beats every static? | deciding static | Δ vs it | 95% interval | p (IUT, Holm) | replicates winning vs all |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in claims(comparison):
         lines.append(f"| {c['model']} | {c['segment']} ({c['cap']:,}) | {c['decay_arm']} | "
                      f"{'**yes**' if c['beats_every_static'] else 'no'} | {c['deciding_static']} | "
@@ -51,12 +66,20 @@ def stream_note(config: dict, comparison: list[dict]) -> str:
               "| model | segment (cap) | decay arm | best static | Δ mean | 95% interval | P(improve) | verdict |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     cautions = set()
-    for r in (r for r in comparison if r["best_static"]):
+    for r in (r for r in comparison if r["best_static"] and r.get("pool", "growing") == "growing"):
         lines.append(f"| {r['model']} | {r['segment']} ({r['cap']:,}) | {r['decay_arm']} | {r['static_arm']} "
                      f"| {_num(r['mean_diff'])} | [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {r['wins']}/{r['n']} "
                      f"| {r['verdict']} |")
         if r["caution"]:
             cautions.add(r["caution"])
+    if interaction:
+        lines += ["", "Interaction (fixed-pool controls): DiD = (decay − best static) growing − the same on the final "
+                  "pool from step 0; below 0, decay helps more as data grows:", "",
+                  "| segment (cap) | decay arm | best static | growing Δ | fixed Δ | DiD | 95% interval | p (Holm) | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['segment']} ({r['cap']:,}) | {r['decay_arm']} | {r['best_static']} | {_num(r['growing_diff_mean'])} "
+                  f"| {_num(r['fixed_diff_mean'])} | {_num(r['mean_diff'])} | [{_num(r['ci_low'])}, {_num(r['ci_high'])}] "
+                  f"| {_num(r['p_holm'], '.3f')} | {r['verdict']} |" for r in interaction]
     return "\n".join(lines + [""] + [f"*{c}.*" for c in sorted(cautions)])
 
 

@@ -35,14 +35,27 @@ def ensure_plotly(folder: Path) -> Path:
     return path
 
 
-def comparison_table(comparison: list[dict]) -> str:
-    rows = [r for r in comparison if r["best_static"]]
+def _table(title: str, rows: list[dict], columns: list[str]) -> str:
     if not rows:
         return ""
-    frame = pd.DataFrame(rows)[["model", "segment", "cap", "decay_arm", "static_arm", "n", "mean_diff", "ci_low",
-                                "ci_high", "p_holm", "wins", "verdict", "caution"]]
-    return "<h2>Decay arms against the best static rate of each segment</h2>" + frame.to_html(
+    return f"<h2>{html.escape(title)}</h2>" + pd.DataFrame(rows)[columns].to_html(
         index=False, float_format=lambda x: f"{x:.4f}", na_rep="–", border=0)
+
+
+def comparison_table(comparison: list[dict], primary: list[dict] = (), interaction: list[dict] = ()) -> str:
+    """Primary claims first (declared before the run), then the exploratory comparisons."""
+    metric = next((r["metric"] for r in comparison), "val_loss").replace("_", " ")
+    best = [r for r in comparison if r["best_static"] and r.get("pool", "growing") == "growing"]
+    return (_table(f"Primary claims, declared before the run (Holm across them; {metric})",
+                   [r | {"ci": f"[{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]"} for r in primary],
+                   ["claim", "cap", "against", "n", "estimate", "ci", "p_holm", "holds", "mde_80"])
+            + _table(f"Exploratory: decay arms against the best static rate of each segment ({metric})", best,
+                     ["model", "segment", "cap", "decay_arm", "static_arm", "n", "mean_diff", "ci_low", "ci_high",
+                      "p_holm", "wins", "mde_80", "verdict", "caution"])
+            + _table(f"Exploratory: interaction, (decay − best static) growing − fixed pool ({metric}; below 0: "
+                     "decay helps more as data grows)", list(interaction),
+                     ["segment", "cap", "decay_arm", "best_static", "growing_diff_mean", "fixed_diff_mean", "n",
+                      "mean_diff", "ci_low", "ci_high", "p_holm", "verdict"]))
 
 
 def figures_of(a: dict) -> list[go.Figure]:
@@ -77,5 +90,5 @@ def report_page(a: dict, plotly_src: str) -> str:
     head = (f"<h1>{html.escape(config['stage'])} run</h1><p>{html.escape(compliance['note'])} · "
             f"mps_compliant: {str(compliance['mps_compliant']).lower()} · grid {config['grid_size']} points · "
             f"dropout-decay {html.escape(config['code_version'])}</p><p><small>{html.escape(config['attribution'])}</small></p>")
-    table = comparison_table(a.get("comparison", []))
+    table = comparison_table(a.get("comparison", []), a.get("primary", []), a.get("interaction", []))
     return page(f"dropout-decay {config['stage']} report", head + "\n" + table + "\n" + figure_divs(figures_of(a)), plotly_src)

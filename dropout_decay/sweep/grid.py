@@ -19,11 +19,13 @@ from .workers import worker_tag
 
 
 def search_space(s: Settings) -> dict[str, list]:
-    """model x seed x dropout x tokens for static sweeps, model x seed x arm for a stream."""
+    """model x seed x dropout x tokens for static sweeps, model x seed x arm for a stream; with
+    order seeds, x order_seed after the seed (a study without them has no such dimension)."""
     labels = [m.label for m in s.specs()]
+    replicates = {"seed": list(s.seeds)} | ({"order_seed": list(s.order_seeds)} if s.order_seeds is not None else {})
     if s.stage == "stream":
-        return {"model": labels, "seed": list(s.seeds), "arm": [a.name for a in s.arms()]}
-    return {"model": labels, "seed": list(s.seeds), "dropout": list(s.dropout_rates), "tokens": list(s.token_limits)}
+        return {"model": labels, **replicates, "arm": [a.name for a in s.arms()]}
+    return {"model": labels, **replicates, "dropout": list(s.dropout_rates), "tokens": list(s.token_limits)}
 
 
 class FastGridSampler(GridSampler):

@@ -1,6 +1,6 @@
 """The objective: train the grid point Optuna hands over and record everything on its trial.
 
-The trial's user attrs hold its metrics (train_loss, val_loss, gap of the last segment), one
+The trial's user attrs hold its metrics (train_loss, val_loss, gap, test_loss of the last segment), one
 row per segment, its evaluation trace, the worker and thread count, and, if it failed, why.
 Its intermediate values are the validation losses of every evaluation: learning curves.
 """
@@ -81,7 +81,8 @@ class PointRunner:
         t0 = time.perf_counter()
         try:
             segments = train(self.specs[point["model"]], schedule, self.settings.segments(point), self.cache,
-                             self.settings.train, point["seed"], self.device, trace, between_steps)
+                             self.settings.train, point["seed"], self.device, trace, between_steps,
+                             order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps)
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:
@@ -94,7 +95,7 @@ class PointRunner:
             return self._fail(trial, rows, f"error: {type(e).__name__}: {e}")
         final = segments[-1]
         self._attach(trial, rows)
-        for key in ("train_loss", "val_loss", "gap"):
+        for key in ("train_loss", "val_loss", "gap", "test_loss"):
             trial.set_user_attr(key, final[key])
         trial.set_user_attr("segments", segments)
         trial.set_user_attr("trace", rows)

@@ -13,6 +13,9 @@ handed over from the stage before, by these rules:
   above} (p* the confirm's optimum); two cosine decays that start above p* and end at or
   below it: 2·p* → p* and 1.5·p* → 0.5·p* (the seed's 0.30→0.14 and 0.20→0.10 for p* = 0.14);
   and, when the probe fitted a law, the calibrated arm that follows it.
+
+A top-level `[claims]` table (`primary = [...]`, see declared.py) declares the stream's primary
+claims; they are stored with the stream's study before its first trial.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import UsageError
-from .settings import Settings, check, file_keys, read_toml
+from .settings import Settings, check
+from .studyfiles import file_keys, read_toml
 
 ORDER = ("screen", "confirm", "probe", "stream")
 STREAM_EXTRA = {"calibrated"}  # stream: add the probe's calibrated arm (default: yes when there is a law)
@@ -42,20 +46,23 @@ class WorkflowFile:
         """A stage's settings: shared, then handed over, then the stage's own table (which wins,
         except for the `forced` keys of `handed`, which already include the table's values)."""
         table = {k: v for k, v in self.tables[stage].items() if k not in STREAM_EXTRA and k not in forced}
-        return check(Settings.from_dict({**self.shared, **handed, **table, "stage": stage}))
+        return check(Settings.from_dict({**self.shared, **handed, **table, "stage": stage}, stored=False))
 
 
 def load_workflow(name: str) -> WorkflowFile:
     path, data = read_toml(name)
     if "workflow" not in data:
         raise UsageError(f"{path} is not a workflow file (it has no [workflow] table); run a stage file with `run`")
-    unknown_tables = set(data) - {"workflow", *ORDER}
+    unknown_tables = set(data) - {"workflow", "claims", *ORDER}
     if unknown_tables:
-        raise UsageError(f"{path}: unknown tables {', '.join(sorted(unknown_tables))} (expected workflow, {', '.join(ORDER)})")
+        raise UsageError(f"{path}: unknown tables {', '.join(sorted(unknown_tables))} "
+                         f"(expected workflow, {', '.join(ORDER)}, claims)")
     for required in ("screen", "confirm", "stream"):
         if required not in data:
             raise UsageError(f"{path}: a workflow needs a [{required}] table")
     allowed = file_keys() - {"stage", "lock_from"}
+    if "claims" in data:
+        data["stream"] = {**data["stream"], "claims": data.pop("claims")}
     for table, values in data.items():
         extra = STREAM_EXTRA if table == "stream" else set()
         unknown = set(values) - allowed - extra - ({"name"} if table == "workflow" else set())

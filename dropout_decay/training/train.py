@@ -11,7 +11,10 @@ scaling; AdamW is the optimiser dropout results are usually reported with, so th
 is easier to compare. Weight decay defaults to 0 so dropout is the only regulariser.
 
 Seeds: `torch.manual_seed(seed)` fixes the init and the dropout masks; the batch order comes
-from a numpy generator of the same seed. Evaluation batches do not depend on the seed.
+from a numpy generator of the same seed. An order seed, when given, lays the training documents
+out in that seed's order (data/cache.py), so the caps hold other documents. Evaluation batches
+depend on neither. Every evaluation measures train, validation and (when the cache holds one)
+test loss; validation decides, test judges.
 The hot loop never syncs with the device except every `log_every` steps, where the mean
 training loss is read and a non-finite value stops the run.
 """
@@ -110,21 +113,28 @@ def train(
     device: str = "cpu",
     trace: Trace | None = None,
     between_steps: Callable[[], None] = lambda: None,
+    order_seed: int | None = None,
+    schedule_caps: list[int] | None = None,
 ) -> list[dict]:
     """Train from fresh init through `segments`; return one metrics row per segment.
-    `between_steps` runs before every step (a worker adjusting its CPU threads)."""
+    `between_steps` runs before every step (a worker adjusting its CPU threads). `schedule_caps`
+    are the caps a calibrated schedule follows (default the segments'; a fixed-pool twin follows
+    the growing stream's)."""
     trace = trace or (lambda row: None)
-    pools = [cache.train_pool(s.cap) for s in segments]  # refuses caps beyond the data up front
+    pool = cache.train_pool(max(s.cap for s in segments), order_seed)  # refuses caps beyond the data up front
+    pools = [pool[: s.cap] for s in segments]
     total = sum(s.steps for s in segments)
-    schedule = schedule.for_stream([s.cap for s in segments], spec.n_params(cache.manifest["vocab_size"]))
+    schedule = schedule.for_stream(schedule_caps or [s.cap for s in segments], spec.n_params(cache.manifest["vocab_size"]))
     val_batches = [b.to(device) for b in fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+    test_batches = [b.to(device) for b in fixed_batches(cache.test, cfg.eval_batches, cfg.batch_size, cfg.seq_len)
+                    ] if cache.layout.has_test else []
     tokens_per_step = cfg.batch_size * cfg.seq_len
 
     torch.manual_seed(seed)
     model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len, cfg.dropout_masks).to(device)
     model.train()
     opt = make_optimizer(model, cfg, device)
-    sampler = WindowSampler(pools[-1], cfg.batch_size, cfg.seq_len, seed)
+    sampler = WindowSampler(pool, cfg.batch_size, cfg.seq_len, seed)
 
     rows, step = [], 0
     for index, (segment, pool) in enumerate(zip(segments, pools)):
@@ -157,8 +167,9 @@ def train(
             if last or (cfg.eval_every and step % cfg.eval_every == 0):
                 train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
                 val_loss = _finite(evaluate(model, val_batches), "validation loss", step)
+                test_loss = _finite(evaluate(model, test_batches), "test loss", step) if test_batches else None
                 row = {"kind": "eval", **where, "cap": segment.cap, "dropout_in_force": p,
-                       "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss}
+                       "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss, "test_loss": test_loss}
                 trace(row)
                 if last:
                     rows.append({k: v for k, v in row.items() if k != "kind"})
