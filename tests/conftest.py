@@ -13,8 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import optuna
-import pytest
+# A private worker registry for this test session and every process it starts, set before the
+# package is imported: runs elsewhere on the machine must not count as workers of these tests.
+os.environ["DROPOUT_DECAY_WORKERS_DIR"] = tempfile.mkdtemp(prefix="dd-workers-")
+
+import optuna  # noqa: E402
+import pytest  # noqa: E402
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 

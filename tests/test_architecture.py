@@ -44,3 +44,13 @@ def test_every_subpackage_says_what_it_is_for_and_what_it_may_import():
     for face in faces:
         doc = ast.get_docstring(ast.parse(face.read_text())) or ""
         assert "import" in doc.lower(), face
+
+
+def test_the_command_line_starts_without_torch_so_ctrl_c_is_handled_before_the_heavy_imports():
+    """main.py installs the Ctrl-C handler; whatever it imports at module level loads before that."""
+    import subprocess
+    import sys
+
+    code = "import sys, dropout_decay.study; print(sorted(m for m in ('torch', 'optuna', 'pandas', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -154,6 +154,8 @@ def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
 def test_a_worker_that_only_waits_for_the_last_point_leaves_its_cores_to_the_one_training_it(cache_dir, tmp_path, monkeypatch):
     """At a grid's end one worker trains the last point while the other waits. The waiting one
     must not count as live, or the last point trains on cores // 2 threads with half the cores idle."""
+    monkeypatch.setattr(cpu, "REGISTRY", tmp_path / "workers")  # only the two workers of this test
+    cpu.REGISTRY.mkdir()
     study, runner = in_process_study(cache_dir, tmp_path)
     runner.threads = lambda: cpu.share(None)  # as drive() sets it
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another worker here...

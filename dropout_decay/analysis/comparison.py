@@ -76,6 +76,14 @@ def verdict(p_holm: float, p_worse_holm: float, n: int, better: str = "decay bet
     return better if p_holm < ALPHA else worse if p_worse_holm < ALPHA else "no clear difference"
 
 
+def by_replicate(metrics: pd.DataFrame) -> pd.DataFrame:
+    """For analyses keyed on `seed` (selection, the probe): with several order seeds, `seed`
+    becomes the replicate's label "seed/order_seed", so no replicate is dropped or merged."""
+    if "order_seed" not in metrics or metrics["order_seed"].nunique() < 2:
+        return metrics
+    return metrics.assign(seed=metrics["seed"].astype(str) + "/" + metrics["order_seed"].astype(str))
+
+
 def replicates(metrics: pd.DataFrame) -> list[str]:
     """The columns that name a replicate: the seed, and the order seed where the rows carry one."""
     return ["seed", "order_seed"] if "order_seed" in metrics and metrics["order_seed"].notna().all() else ["seed"]

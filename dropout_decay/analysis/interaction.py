@@ -48,5 +48,5 @@ def interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val
     for group in by_decay.values():
         for r, p, q in zip(group, holm([r["p_better"] for r in group]), holm([r["p_worse"] for r in group])):
             r |= {"p_holm": p, "p_worse_holm": q,
-                  "verdict": verdict(p, q, r["n"], "helps more as data grows", "helps more on a fixed pool")}
+                  "verdict": verdict(p, q, r["n"], "relatively better as data grows", "relatively better on a fixed pool")}
     return rows

@@ -96,7 +96,17 @@ def analyse_cap(table: pd.DataFrame, rows: np.ndarray, weights: np.ndarray) -> d
             "plateau": [float(p) for p, m in zip(rates, means) if noise is not None and m <= means[best] + noise],
             "curve": {"rates": rates.tolist(), "mean_val_loss": means.tolist(),
                       "std_val_loss": [None if math.isnan(s) else float(s) for s in std]},
-            "bootstrap": boot, "n_seeds": n}
+            "bootstrap": boot, "n_seeds": n, "bootstrap_method": bootstrap_method(n, len(rows))}
+
+
+def bootstrap_method(n: int, resampled: int) -> str:
+    """Says how the interval was made, so a reader sees how little three seeds can say."""
+    if n < 2:
+        return "none: one replicate"
+    if resampled < BOOTSTRAP:
+        return (f"exact: all {resampled} distinct resamples of {n} replicates, each with its multinomial weight; "
+                f"with so few replicates a percentile interval is too narrow, read it as a lower bound on the uncertainty")
+    return f"{resampled} random resamples of {n} replicates"
 
 
 def analyse_probe(metrics: pd.DataFrame, config: dict) -> dict:

@@ -14,7 +14,7 @@ from ..common.console import clock
 from ..training.device import select_device
 from ..sweep.estimate import grid_seconds, step_seconds
 from ..sweep.plan import WorkflowFile
-from ..sweep.settings import resolve
+from ..sweep.settings import mean_rates, resolve
 
 
 def print_plan(wf: WorkflowFile) -> int:
@@ -46,18 +46,27 @@ def print_plan(wf: WorkflowFile) -> int:
             seconds *= (len(s.arms()) + extra) / len(s.arms())
         total += seconds
         print(f"  {name}: {_grid(s, extra if name == 'stream' else 0)}; about {clock(seconds)}")
+        if name == "stream" and "decays" in wf.tables["stream"]:
+            print(f"    {decay_means(s, cache.manifest['vocab_size'])}")
     for label, t in per_step.items():
         print(f"    {label}: {t * 1e3:.0f} ms/step on {device.name}")
     print(f"  total for one worker: about {clock(total)} (later stages assume the dearest model wins)")
     return 0
 
 
+def decay_means(s, vocab_size: int) -> str:
+    """Each decay's rate averaged over the stream's steps: what a matched static arm would hold."""
+    means = mean_rates(s, vocab_size)
+    return "time-averaged rates: " + (", ".join(f"{name} {p:.4f}" for name, p in means.items()) or "no decays")
+
+
 def _grid(s, extra_arms: int = 0) -> str:
     models = " ".join(s.models)
+    seeds = f"{len(s.seeds)} seeds" + (f" x {len(s.order_seeds)} order seeds" if s.order_seeds else "")
     if s.stage == "stream":
         arms = len(s.arms()) + extra_arms
-        return (f"{models} x {len(s.seeds)} seeds x {arms} arms over caps "
+        return (f"{models} x {seeds} x {arms} arms over caps "
                 f"{', '.join(f'{c:,}' for c in s.stream_token_caps)} ({s.stage_steps} steps each)")
     steps = ", ".join(str(s.steps_for(n)) for n in s.token_limits)
-    return (f"{models} x {len(s.seeds)} seeds x {len(s.dropout_rates)} rates x token limits "
+    return (f"{models} x {seeds} x {len(s.dropout_rates)} rates x token limits "
             f"{', '.join(f'{n:,}' for n in s.token_limits)} ({steps} steps)")

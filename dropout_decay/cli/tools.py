@@ -247,7 +247,8 @@ def cache_command(rest: list[str]) -> int:
     add_stage_flags(ap)
     s = settings_from_args("screen", ap.parse_args(rest))
     cache = prepare_cache(s.data_source())
-    print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val; "
+    print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val, "
+          f"{cache.test.size:,} test; "
           f"documents {cache.layout.words()})")
     return 0
 

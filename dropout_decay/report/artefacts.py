@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 
 from ..sweep.attachments import attach_study
-from ..analysis.comparison import claims, compare_arms
+from ..analysis.comparison import by_replicate, claims, compare_arms
 from ..common.files import write_text
 from ..sweep.grid import first_complete
 from .notes import probe_note, refresh_note, replay_note, static_note, stream_note
@@ -136,10 +136,10 @@ def analyse(study: optuna.Study) -> dict:
     device, compliant = config["compliance"]["device"], config["compliance"]["mps_compliant"]
     settings = config["settings"]
     if config["stage"] in ("screen", "confirm"):
-        a["selection"] = [r | {"mps_compliant": compliant} for r in select_models(frame, settings["plateau_delta"])]
+        a["selection"] = [r | {"mps_compliant": compliant} for r in select_models(by_replicate(frame), settings["plateau_delta"])]
         a["note"] = static_note(config, a["selection"])
     elif config["stage"] == "probe":
-        a["probe"] = analyse_probe(frame, config)
+        a["probe"] = analyse_probe(by_replicate(frame), config)
         a["note"] = probe_note(config, a["probe"])
     else:
         parsed = parse_decays(settings["decays"], settings.get("calibrations"))

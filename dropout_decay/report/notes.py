@@ -74,7 +74,7 @@ def stream_note(config: dict, comparison: list[dict], primary: list[dict] = (), 
             cautions.add(r["caution"])
     if interaction:
         lines += ["", "Interaction (fixed-pool controls): DiD = (decay − best static) growing − the same on the final "
-                  "pool from step 0; below 0, decay helps more as data grows:", "",
+                  "pool from step 0; below 0, decay does relatively better (against the best static) as data grows:", "",
                   "| segment (cap) | decay arm | best static | growing Δ | fixed Δ | DiD | 95% interval | p (Holm) | verdict |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r['segment']} ({r['cap']:,}) | {r['decay_arm']} | {r['best_static']} | {_num(r['growing_diff_mean'])} "

@@ -53,7 +53,7 @@ def comparison_table(comparison: list[dict], primary: list[dict] = (), interacti
                      ["model", "segment", "cap", "decay_arm", "static_arm", "n", "mean_diff", "ci_low", "ci_high",
                       "p_holm", "wins", "mde_80", "verdict", "caution"])
             + _table(f"Exploratory: interaction, (decay − best static) growing − fixed pool ({metric}; below 0: "
-                     "decay helps more as data grows)", list(interaction),
+                     "decay does relatively better as data grows)", list(interaction),
                      ["segment", "cap", "decay_arm", "best_static", "growing_diff_mean", "fixed_diff_mean", "n",
                       "mean_diff", "ci_low", "ci_high", "p_holm", "verdict"]))
 

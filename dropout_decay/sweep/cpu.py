@@ -26,7 +26,9 @@ import torch
 
 from .workers import pid_alive
 
-REGISTRY = Path(tempfile.gettempdir()) / "dropout-decay-workers"
+# Per machine; DROPOUT_DECAY_WORKERS_DIR names a private one (the tests use it, so that a run
+# elsewhere on the machine does not count as one of theirs).
+REGISTRY = Path(os.environ.get("DROPOUT_DECAY_WORKERS_DIR") or Path(tempfile.gettempdir()) / "dropout-decay-workers")
 
 
 def cores() -> int:
