@@ -14,6 +14,7 @@ from ..common.console import clock
 from ..training.device import select_device
 from ..sweep.estimate import grid_seconds, step_seconds
 from ..sweep.plan import WorkflowFile
+from ..sweep.scale import side_by_side
 from ..sweep.settings import mean_rates, resolve
 
 
@@ -36,6 +37,7 @@ def print_plan(wf: WorkflowFile) -> int:
     if "decays" not in wf.tables["stream"]:
         stream = replace(stream, decays=["a:0.2:0.1:cosine", "b:0.15:0.05:cosine"])
     extra = 1 if "probe" in wf.tables and wf.tables["stream"].get("calibrated", True) else 0
+    extra *= 2 if stream.fixed_pool_controls else 1  # the calibrated arm's fixed-pool twin
     plan.append(("stream", stream, cost))
     print(f"workflow {wf.name} ({wf.path}) on {device.name} ({device.note}); data: {cache.paths.tokens} "
           f"({cache.n_train:,} training tokens, documents {cache.layout.words()})")
@@ -51,6 +53,8 @@ def print_plan(wf: WorkflowFile) -> int:
     for label, t in per_step.items():
         print(f"    {label}: {t * 1e3:.0f} ms/step on {device.name}")
     print(f"  total for one worker: about {clock(total)} (later stages assume the dearest model wins)")
+    if wf.scale_model:
+        print("\n".join(side_by_side(wf)))
     return 0
 
 

@@ -37,6 +37,7 @@ class WorkflowFile:
     path: Path
     shared: dict
     tables: dict[str, dict]
+    scale_model: dict | None = None  # what this workflow is a scale model of (scale.py)
 
     @property
     def stages(self) -> list[str]:
@@ -53,10 +54,13 @@ def load_workflow(name: str) -> WorkflowFile:
     path, data = read_toml(name)
     if "workflow" not in data:
         raise UsageError(f"{path} is not a workflow file (it has no [workflow] table); run a stage file with `run`")
-    unknown_tables = set(data) - {"workflow", "claims", *ORDER}
+    unknown_tables = set(data) - {"workflow", "claims", "scale_model", *ORDER}
     if unknown_tables:
         raise UsageError(f"{path}: unknown tables {', '.join(sorted(unknown_tables))} "
-                         f"(expected workflow, {', '.join(ORDER)}, claims)")
+                         f"(expected workflow, {', '.join(ORDER)}, claims, scale_model)")
+    scale_model = data.pop("scale_model", None)
+    if scale_model is not None and not {"of", "winner", "of_winner"} <= set(scale_model):
+        raise UsageError(f"{path}: [scale_model] needs of (a workflow file), winner and of_winner (their locked models)")
     for required in ("screen", "confirm", "stream"):
         if required not in data:
             raise UsageError(f"{path}: a workflow needs a [{required}] table")
@@ -70,7 +74,7 @@ def load_workflow(name: str) -> WorkflowFile:
             raise UsageError(f"{path}: [{table}] has unknown keys {', '.join(sorted(unknown))}")
     shared = dict(data["workflow"])
     wf_name = shared.pop("name", path.stem)
-    return WorkflowFile(wf_name, path, shared, {s: dict(data[s]) for s in ORDER if s in data})
+    return WorkflowFile(wf_name, path, shared, {s: dict(data[s]) for s in ORDER if s in data}, scale_model)
 
 
 def _rate_name(p: float) -> str:
