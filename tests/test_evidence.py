@@ -245,3 +245,20 @@ def test_a_fixed_twin_of_a_calibrated_decay_keeps_the_growing_streams_per_cap_ra
     n = spec.n_params(TEST_VOCAB)
     assert [r["dropout_in_force"] for r in rows] == pytest.approx([predict(law, c / n) for c in CAPS])
     assert [r["cap"] for r in rows] == [CAPS[-1]] * 3
+
+
+def test_fixed_pool_controls_can_twin_only_the_arms_named(cache_dir, tmp_path, capsys):
+    from dropout_decay.sweep.settings import Settings, check
+
+    s = check(Settings(stage="stream", models=["winner=1x2x32"], dropout_rates=[0.0, 0.1], decays=["d:0.3:0.1:cosine"],
+                       fixed_pool_controls=["d", "static:0.1"], device="cpu"))
+    assert [a.name for a in s.arms()] == ["static:0", "static:0.1", "d", "static:0.1@fixed", "d@fixed"]
+    assert check(Settings(stage="stream", models=["winner=1x2x32"], fixed_pool_controls=[])).fixed_pool_controls is True
+    assert check(Settings(stage="stream", models=["winner=1x2x32"], fixed_pool_controls=None)).fixed_pool_controls is False
+    base = ["stream", "--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
+            "--models", "winner=1x2x32", "--dropout-rates", "0", "0.1", "--decays", "d:0.3:0.1:cosine",
+            "--stream-token-caps", *map(str, CAPS), "--output-dir", str(tmp_path / "r"), "--dry-run", *TRAIN]
+    assert cli.main([*base, "--fixed-pool-controls", "d", "static:0.2"]) == 2
+    assert "--fixed-pool-controls names static:0.2, not arms of this stream" in capsys.readouterr().err
+    assert cli.main([*base, "--fixed-pool-controls", "d", "static:0"]) == 0
+    assert "grid 15 points = 1 model x 3 seed x 5 arm" in capsys.readouterr().out

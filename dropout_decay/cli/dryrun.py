@@ -37,7 +37,7 @@ def print_plan(wf: WorkflowFile) -> int:
     if "decays" not in wf.tables["stream"]:
         stream = replace(stream, decays=["a:0.2:0.1:cosine", "b:0.15:0.05:cosine"])
     extra = 1 if "probe" in wf.tables and wf.tables["stream"].get("calibrated", True) else 0
-    extra *= 2 if stream.fixed_pool_controls else 1  # the calibrated arm's fixed-pool twin
+    extra *= 2 if stream.fixed_pool_controls is True else 1  # the calibrated arm's fixed-pool twin
     plan.append(("stream", stream, cost))
     print(f"workflow {wf.name} ({wf.path}) on {device.name} ({device.note}); data: {cache.paths.tokens} "
           f"({cache.n_train:,} training tokens, documents {cache.layout.words()})")

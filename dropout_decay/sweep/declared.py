@@ -15,6 +15,7 @@ CAP is `last` or a token count among the stream's caps.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from ..common.errors import UsageError
 
@@ -34,7 +35,8 @@ def parse_claim(text: str) -> dict:
     raise UsageError(f"claim {text!r} is not one of {FORMS} (CAP: last or a token count)")
 
 
-def check_claims(claims: dict | None, arms: list[str] | None, caps: list[int] | None, fixed_pool: bool) -> list[dict]:
+def check_claims(claims: dict | None, arms: list[str] | None, caps: list[int] | None,
+                 twinned: Callable[[str], bool]) -> list[dict]:
     """The declared primary claims, each refused in one line if it names what the stream lacks
     (its arms and caps are checked once they are known: `None` skips them)."""
     if not claims:
@@ -48,8 +50,9 @@ def check_claims(claims: dict | None, arms: list[str] | None, caps: list[int] | 
                 raise UsageError(f"claim {c['text']!r}: the stream has no arm {arm!r} (arms: {', '.join(arms)})")
         if c["kind"] == "every_static" and c["arm"].startswith("static:"):
             raise UsageError(f"claim {c['text']!r}: a static arm cannot beat every static rate")
-        if c["kind"] == "interaction" and not fixed_pool:
-            raise UsageError(f"claim {c['text']!r} needs fixed_pool_controls = true (--fixed-pool-controls)")
+        if c["kind"] == "interaction" and not twinned(c["arm"]):
+            raise UsageError(f"claim {c['text']!r} needs the arm's fixed-pool twin (fixed_pool_controls = true, "
+                             "or a list naming it and the static rates it is held against)")
         if caps is not None and c["cap"] != "last" and c["cap"] not in caps:
             raise UsageError(f"claim {c['text']!r}: {c['cap']:,} is not one of the stream's caps {caps}")
     return parsed

@@ -46,8 +46,9 @@ def add_stage_flags(ap: argparse.ArgumentParser) -> None:
                    help="stream: decay arms; SHAPE is cosine, linear, exponential or step; NAME:calibrated:PROBE_JSON follows a probe's law")
     g.add_argument("--stage-steps", type=int, default=d.stage_steps, help=f"stream: steps per segment (default {d.stage_steps})")
     g.add_argument("--lock-from", help="stream: lock the model chosen by this confirm run's model_selection.json")
-    g.add_argument("--fixed-pool-controls", action="store_true",
-                   help="stream: every arm also as ARM@fixed, the same schedule on the final cap from step 0")
+    g.add_argument("--fixed-pool-controls", nargs="*", metavar="ARM",
+                   help="stream: every arm (or only the ARMs named) also as ARM@fixed, the same schedule on the final "
+                        "cap from step 0")
     g.add_argument("--matched-statics", action="store_true", help="stream: a static arm at each decay's time-averaged rate")
     g = ap.add_argument_group("training")
     g.add_argument("--batch-size", type=int, default=t.batch_size, help=f"sequences per step (default {t.batch_size})")

@@ -66,7 +66,7 @@ class Settings:
     calibrations: dict | None = None  # stream: the fitted law of each calibrated decay, read once from its probe.json
     splits: str = "train-val-test"  # train-val: the layout of 0.3, no held-out test documents
     order_seeds: list[int] | None = None  # a grid factor: the training documents in each seed's order
-    fixed_pool_controls: bool = False  # stream: every arm also as ARM@fixed on the final cap from step 0
+    fixed_pool_controls: bool | list[str] = False  # stream: every arm (or the named ones) also as ARM@fixed
     matched_statics: bool = False  # stream: a static arm at each decay's time-averaged rate
     claims: dict | None = None  # stream: {"primary": [...]}, declared before the first trial (declared.py)
 
@@ -79,7 +79,12 @@ class Settings:
         if self.stage != "stream":
             return statics
         arms = statics + parse_decays(self.decays, self.calibrations)
-        return arms + ([replace(a, name=a.name + FIXED) for a in arms] if self.fixed_pool_controls else [])
+        return arms + [replace(a, name=a.name + FIXED) for a in arms if self.twinned(a.name)]
+
+    def twinned(self, arm: str) -> bool:
+        """Does this stream arm get a fixed-pool twin?"""
+        twins = self.fixed_pool_controls
+        return twins is True or (isinstance(twins, list) and arm in twins)
 
     def layout(self) -> Layout:
         return Layout(self.document_order, self.order_seed, self.splits)
@@ -166,6 +171,11 @@ def check(s: Settings) -> Settings:
         if layout.order == "as-is":
             raise UsageError("--order-seeds reshuffle the training documents; a corpus kept --document-order as-is "
                              "has no other order (drop --order-seeds, or use the shuffled order)")
+    twins = s.fixed_pool_controls
+    if twins is None or twins == []:  # the flag absent, or given without names: none, or every arm
+        s = replace(s, fixed_pool_controls=twins == [])
+    elif not isinstance(twins, bool) and not (isinstance(twins, list) and all(isinstance(a, str) for a in twins)):
+        raise UsageError(f"fixed_pool_controls must be true, false or a list of arm names, got {twins!r}")
     if s.stage != "stream":
         for name in ("fixed_pool_controls", "matched_statics", "claims"):
             if getattr(s, name):
@@ -189,7 +199,7 @@ def check(s: Settings) -> Settings:
                 calibrations[text.split(":", 1)[0]] = read_calibration(text)
         calibrations = calibrations or None
         parse_decays(s.decays, calibrations)
-        check_claims(s.claims, None, s.stream_token_caps, s.fixed_pool_controls)  # the arms: once they are known
+        check_claims(s.claims, None, s.stream_token_caps, s.twinned)  # the arms: once they are known
         if len(s.models) != 1:
             raise UsageError(f"stream locks exactly one model, got {len(s.models)}: {' '.join(s.models)}")
         if not s.specs()[0].alias and not s.lock_from:
@@ -219,7 +229,11 @@ def resolve(s: Settings, cache: TokenCache) -> Settings:
                          f"the smallest here has {min(limits + held_out):,}")
     if s.stage == "stream":
         s = with_matched_statics(s, cache.manifest["vocab_size"]) if s.matched_statics else s
-        check_claims(s.claims, [a.name for a in s.arms()], s.stream_token_caps, s.fixed_pool_controls)
+        arms = [a.name for a in s.arms()]
+        unknown = [a for a in (s.fixed_pool_controls if isinstance(s.fixed_pool_controls, list) else []) if a not in arms]
+        if unknown:
+            raise UsageError(f"--fixed-pool-controls names {', '.join(unknown)}, not arms of this stream ({', '.join(arms)})")
+        check_claims(s.claims, arms, s.stream_token_caps, s.twinned)
     return s
 
 
