@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from tokenizers import Tokenizer
 
 import dropout_decay.data.build as build_mod
 from conftest import TEST_VOCAB, TRAIN, load
@@ -19,6 +20,7 @@ from dropout_decay.data.build import build_cache
 from dropout_decay.data.cache import load_cache
 from dropout_decay.data.corpus import load_corpus
 from dropout_decay.data.layout import Layout
+from dropout_decay.model.schedules import parse_decay
 from test_data import VOCAB, documents_of, index_of, numbered_corpus
 
 CAPS = [3000, 6000, 12000]
@@ -27,17 +29,22 @@ CAPS = [3000, 6000, 12000]
 def test_a_test_document_never_reaches_training_validation_batches_or_the_tokenizer(tmp_path, monkeypatch):
     sampled = []
     original = build_mod.train_tokenizer
-    monkeypatch.setattr(build_mod, "train_tokenizer", lambda texts, *a, **k: original(sampled.extend(texts) or sampled, *a, **k))
+
+    def recording(texts, *args, **kwargs):  # the tokenizer's training sample, as the build hands it over
+        sampled.extend(texts)
+        return original(sampled, *args, **kwargs)
+
+    monkeypatch.setattr(build_mod, "train_tokenizer", recording)
     cache = build_cache(tmp_path / "c", VOCAB, load_corpus(str(numbered_corpus(tmp_path / "corpus"))), Layout("shuffled", 0))
     test = {index_of(d) for d in documents_of(cache, "test")}
     assert len(test) == 6 and cache.manifest["test_documents"] == 6
     assert test.isdisjoint(index_of(d) for d in sampled) and len(sampled) == cache.manifest["train_documents"]
     assert test.isdisjoint(index_of(d) for d in documents_of(cache, "train"))
     assert test.isdisjoint(index_of(d) for d in documents_of(cache, "val"))
+    tok = Tokenizer.from_file(str(cache.paths.tokenizer))
     for order_seed in (0, 1, 7):  # no order seed brings one into a training pool
         pool = cache.train_pool(None, order_seed)
         starts = np.flatnonzero(pool == cache.manifest["bos_id"])
-        tok = __import__("tokenizers").Tokenizer.from_file(str(cache.paths.tokenizer))
         docs = {index_of(tok.decode(list(map(int, pool[a + 1:b])))) for a, b in zip(starts, [*starts[1:], pool.size])}
         assert docs.isdisjoint(test) and len(docs) == cache.manifest["train_documents"]
     # every validation batch window lies inside the validation slice, which holds no test token
@@ -49,7 +56,7 @@ def test_a_test_document_never_reaches_training_validation_batches_or_the_tokeni
 
 def test_an_order_seed_changes_which_documents_fill_the_first_cap_and_nothing_else(tmp_path):
     cache = build_cache(tmp_path / "c", VOCAB, load_corpus(str(numbered_corpus(tmp_path / "corpus"))), Layout("shuffled", 0))
-    tok = __import__("tokenizers").Tokenizer.from_file(str(cache.paths.tokenizer))
+    tok = Tokenizer.from_file(str(cache.paths.tokenizer))
 
     def docs(pool):
         starts = np.flatnonzero(pool == cache.manifest["bos_id"])
@@ -199,10 +206,15 @@ def test_declared_claims_are_stored_before_training_and_judged_as_one_family(evi
     assert [primary[j]["p_holm"] for j in order] == pytest.approx(holm)
     assert all(r["holds"] == (r["p_holm"] < 0.05) and r["declared"] == "primary" for r in primary)
     assert primary[2]["cap"] == 6000 and all(math.isfinite(r["mde_80"]) for r in primary)
-    study = load(evidence_stream)
-    first = min(study.trials, key=lambda t: t.number)
-    assert study.user_attrs["config"]["settings"]["claims"]["primary"] == [r["claim"] for r in primary]
-    assert first.datetime_start >= study.trials[0].datetime_start  # stored with the study, which precedes every trial
+    config = load(evidence_stream).user_attrs["config"]  # stored as the study was created, before any trial
+    assert config["settings"]["claims"]["primary"] == [r["claim"] for r in primary]
+    from dataclasses import replace
+
+    from dropout_decay.sweep.settings import Settings
+    stored = Settings.from_dict(config["settings"])
+    other = replace(stored, claims={"primary": ["early beats every static at last"]})
+    data = {"any": "data"}
+    assert stored.fingerprint(data) != other.fingerprint(data)  # other claims are another experiment, never this one
     report = (evidence_stream / "report.html").read_text()
     assert report.index("Primary claims, declared before the run") < report.index("Exploratory")
 
@@ -227,14 +239,13 @@ def test_stream_only_settings_are_refused_elsewhere_and_as_is_order_has_no_order
     assert cli.main([*base, "--order-seeds", "0", "1", "--document-order", "as-is"]) == 2
     assert "a corpus kept --document-order as-is has no other order" in capsys.readouterr().err
     with pytest.raises(UsageError, match="UNTIL must be a fraction of the run in"):
-        __import__("dropout_decay.model.schedules", fromlist=["x"]).parse_decay("e:0.1:0:linear:1.5")
+        parse_decay("e:0.1:0:linear:1.5")
 
 
 def test_a_fixed_twin_of_a_calibrated_decay_keeps_the_growing_streams_per_cap_rates(cache_dir):
     """The law is evaluated at the growing caps (`schedule_caps`), not at the fixed pool's."""
     from dropout_decay.model.gpt import parse_model_spec
     from dropout_decay.model.law import predict
-    from dropout_decay.model.schedules import parse_decay
     from dropout_decay.training.train import Segment, TrainConfig, train
 
     law = {"form": "log-linear", "params": {"a": 0.1, "b": 0.02}, "p_range": [0.0, 0.3]}
