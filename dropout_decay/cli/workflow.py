@@ -137,6 +137,7 @@ class Workflow:
         self.decide("stream arms", f"static {chosen.dropout_rates}, decays {[d.split(':')[0] for d in chosen.decays]}",
                     "from the config" if {"dropout_rates", "decays"} <= set(table) else f"derived: {rule}")
         self.record["stages"]["stream"]["claims"] = claims(stream["analysis"].get("comparison", []))
+        self.record["stages"]["stream"]["primary"] = stream["analysis"].get("primary", [])
         self.record["status"] = "done"
         self.save()
         log(f"workflow {self.wf.name}: done; {self.out / 'index.html'}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..common.files import write_text
 from ..sweep.plan import ORDER
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
+from .notes import cap_text
 from .page import PLOTLY_JS, figure_divs, page
 
 
@@ -34,16 +35,33 @@ def _num(x, fmt=".4f") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def _primary_table(primary: list[dict]) -> str:
+    """The claims declared before the run, judged as one family: shown before anything exploratory."""
+    if not primary:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(r['claim'])}</td><td>{cap_text(r['cap'])}</td>"
+        f"<td>{_num(r['estimate'])}</td><td>[{_num(r['ci'][0])}, {_num(r['ci'][1])}]</td><td>{_num(r['p_holm'], '.3f')}</td>"
+        f"<td><b>{'yes' if r['holds'] else 'no'}</b></td><td>{_num(r['mde_80'])}</td></tr>" for r in primary)
+    metric = primary[0]["metric"].replace("_", " ")
+    return (f"<h2>Primary claims, declared before the run</h2><p>On {metric}; Holm across the declared claims; "
+            "mde_80: the effect each test would detect with 80% power. Everything below is exploratory.</p>"
+            "<table><tr><th>claim</th><th>cap</th><th>Δ</th><th>95% interval</th><th>p (Holm)</th><th>holds</th>"
+            f"<th>mde_80</th></tr>{rows}</table>")
+
+
 def _claims_table(claims: list[dict]) -> str:
     if not claims:
         return ""
+    metric = claims[0].get("metric", "val_loss").split("_")[0]
     rows = "".join(
         f"<tr><td>{html.escape(c['decay_arm'])}</td><td>{c['cap']:,}</td>"
         f"<td><b>{'yes' if c['beats_every_static'] else 'no'}</b></td><td>{html.escape(c['deciding_static'])}</td>"
         f"<td>{_num(c['deciding_mean_diff'])}</td><td>[{_num(c['deciding_ci'][0])}, {_num(c['deciding_ci'][1])}]</td>"
         f"<td>{_num(c['p_iut_holm'], '.3f')}</td><td>{c['wins_against_all']}/{c['n']}</td></tr>" for c in claims)
     return ("<h2>Does a decay beat every static rate?</h2><p>Intersection-union test per cap (the static arm it "
-            "beats least decides), Holm-adjusted across caps; Δ = val(decay) − val(static), paired by seed.</p>"
+            f"beats least decides), Holm-adjusted across caps; Δ = {metric}(decay) − {metric}(static), paired by "
+            "replicate.</p>"
             "<table><tr><th>decay arm</th><th>cap</th><th>beats every static</th><th>deciding static</th><th>Δ</th>"
             f"<th>95% interval</th><th>p (IUT, Holm)</th><th>seeds winning vs all</th></tr>{rows}</table>")
 
@@ -70,6 +88,7 @@ def write_index(out: Path, record: dict, figures: dict[str, str]) -> None:
     body = (head + "<h2>Decisions</h2><table><tr><th>step</th><th>chosen</th><th>why</th></tr>" + decisions + "</table>"
             "<h2>Stages</h2><table><tr><th>stage (report)</th><th>study</th><th>complete</th><th>failed</th>"
             "<th>training minutes</th></tr>" + stages + "</table>"
+            + _primary_table(record["stages"].get("stream", {}).get("primary", []))
             + _claims_table(record["stages"].get("stream", {}).get("claims", []))
             + "".join(f"<h2>{html.escape(stage)}</h2>\n{divs}" for stage, divs in _in_order(figures) if divs))
     write_text(Path(out) / "index.html", page(f"dropout-decay workflow {record['workflow']}", body, PLOTLY_JS))

@@ -34,7 +34,7 @@ def static_note(config: dict, selection: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _cap(cap) -> str:
+def cap_text(cap) -> str:
     return "–" if cap is None else f"{cap:,}"
 
 
@@ -50,7 +50,7 @@ def stream_note(config: dict, comparison: list[dict], primary: list[dict] = (), 
     if primary:
         lines += ["", "### Primary claims (declared before the run; Holm across them)", "",
                   "| claim | cap | Δ | 95% interval | p (Holm) | holds | mde_80 |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['claim']} | {_cap(r['cap'])} | {_num(r['estimate'])} | "
+        lines += [f"| {r['claim']} | {cap_text(r['cap'])} | {_num(r['estimate'])} | "
                   f"[{_num(r['ci'][0])}, {_num(r['ci'][1])}] | {_num(r['p_holm'], '.3f')} | "
                   f"{'**yes**' if r['holds'] else 'no'} | {_num(r['mde_80'])} |" for r in primary]
         lines += ["", "### Exploratory"]
