@@ -25,7 +25,7 @@ import sys
 from typing import Callable
 
 from ..common.errors import UsageError
-from ..common.interrupts import listen, message, release, shield
+from ..common.interrupts import deferred, listen, message, release, shield
 from .parsing import stage_parser
 from .stages import launch, run_file
 
@@ -73,7 +73,10 @@ def run_command(body: Callable[[], int]) -> int:
     """Run one command: bad input is one line and exit 2, Ctrl-C one line and exit 130."""
     listen()
     try:
-        quiet_libraries()
+        with deferred():  # a Ctrl-C during these imports is raised once they are done
+            import torch  # noqa: F401  (every command that trains or exports needs it)
+
+            quiet_libraries()
         return body()
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from typing import NoReturn
 
 MESSAGES = {
@@ -50,6 +51,25 @@ def listen() -> None:
     if _before[-1][0] is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt)
     sys.unraisablehook = _unraisable
+
+
+def _remember(signum, frame) -> None:
+    _requested[0] = True
+
+
+@contextmanager
+def deferred():
+    """Hold a Ctrl-C until the block ends, then raise it: torch's native import aborts the
+    process (SIGABRT) when a KeyboardInterrupt is raised inside it."""
+    if signal.getsignal(signal.SIGINT) is not _interrupt:
+        yield
+        return
+    signal.signal(signal.SIGINT, _remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, _interrupt)
+    check()
 
 
 def check() -> None:
