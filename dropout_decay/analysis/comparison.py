@@ -84,6 +84,11 @@ def by_replicate(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.assign(seed=metrics["seed"].astype(str) + "/" + metrics["order_seed"].astype(str))
 
 
+def replicate_labels(index: pd.Index) -> list[list[int]]:
+    """A pivot's rows as JSON-ready replicates: [seed] or [seed, order_seed]."""
+    return [list(map(int, r)) if isinstance(r, tuple) else [int(r)] for r in index]
+
+
 def replicates(metrics: pd.DataFrame) -> list[str]:
     """The columns that name a replicate: the seed, and the order seed where the rows carry one."""
     return ["seed", "order_seed"] if "order_seed" in metrics and metrics["order_seed"].notna().all() else ["seed"]
@@ -129,7 +134,7 @@ def compare_arms(metrics: pd.DataFrame, decay_arms: list[str], calibrated_arms: 
                                  "decay_arm": decay, "static_arm": other, "other_is_static": other in statics,
                                  "best_static": other == best, "metric": metric,
                                  "decay_mean": float(both[decay].mean()), "static_mean": float(both[other].mean()),
-                                 "replicates": [list(map(int, r)) if isinstance(r, tuple) else [int(r)] for r in both.index],
+                                 "replicates": replicate_labels(both.index),
                                  "diffs": diffs, **paired(diffs)})
     for _, group in _groups(rows, ("model", "pool", "decay_arm", "static_arm")):
         for r, p, q in zip(group, holm([r["p_better"] for r in group]), holm([r["p_worse"] for r in group])):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .comparison import FIXED, holm, paired, replicates, verdict
+from .comparison import FIXED, holm, paired, replicate_labels, replicates, verdict
 
 
 def interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val_loss") -> list[dict]:
@@ -40,7 +40,7 @@ def interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val
             fixed = both[decay + FIXED] - both[best + FIXED]
             rows.append({"model": model, "segment": int(segment), "cap": cap, "decay_arm": decay, "best_static": best,
                          "metric": metric, "growing_diff_mean": float(growing.mean()), "fixed_diff_mean": float(fixed.mean()),
-                         "replicates": [list(map(int, r)) if isinstance(r, tuple) else [int(r)] for r in both.index],
+                         "replicates": replicate_labels(both.index),
                          "diffs": (growing - fixed).tolist(), **paired((growing - fixed).tolist())})
     by_decay: dict[tuple, list[dict]] = {}
     for r in rows:
