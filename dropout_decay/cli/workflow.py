@@ -28,7 +28,7 @@ from ..model.law import formula
 from ..report.artefacts import analyse
 from ..report.index import index_figures, write_index
 from ..sweep.grid import grid_status
-from ..sweep.handoff import best_candidate, lock_record
+from ..sweep.handoff import best_candidate, lock_record, lowest_loss
 from ..sweep.plan import WorkflowFile, derived_stream_arms, load_workflow
 from ..sweep.provenance import build_config, data_identity, load_config
 from ..sweep.recovery import requeue_failed
@@ -39,9 +39,11 @@ from .drive import RUNS_DIR, drive, new_run_dir
 from .dryrun import print_plan
 from .parsing import Parser, check_run_flags
 
-ADVICE = ["more steps per token (a larger --steps, or a smaller --token-limits) so the models overfit",
+ADVICE = ["more steps per token (a larger `steps`, or smaller `token_limits`, in the file's [screen]) so the models overfit",
           "a larger model, which overfits a fixed token limit sooner",
-          "rates between the swept ones if the curve is flat, or above the largest if it still falls"]
+          "rates between the swept ones if the curve is flat, or above the largest if it still falls",
+          "or name the stream's arms (`dropout_rates` and `decays` in [stream]) to ask whether a decay beats "
+          "every static rate anyway, with the lowest-loss model"]
 
 
 def workflow_command(rest: list[str], argv: list[str]) -> int:
@@ -195,9 +197,17 @@ class Workflow:
             {k: r[k] for k in ("model", "model_shape", "cap", "best_p", "plateau", "dip_over_std", "candidate", "verdict")}
             for r in selection]
         best = best_candidate(selection)
-        self.decide(f"select after {stage}", best["model"] if best else "none",
-                    best["verdict"] if best else "; ".join(f"{r['model']}: {r['verdict']}" for r in selection))
+        why = best["verdict"] if best else "; ".join(f"{r['model']}: {r['verdict']}" for r in selection)
+        if best is None and self.names_stream_arms():
+            best = lowest_loss(selection)
+            why = (f"no interior, nonzero optimum ({why}); the stream names its own rates and decays, so "
+                   f"the model with the lowest val loss goes on: {best['model']} at p={best['best_p']:g}")
+        self.decide(f"select after {stage}", best["model"] if best else "none", why)
         return best
+
+    def names_stream_arms(self) -> bool:
+        """Does the stream's table name its static rates and decays, so no p* is needed to derive them?"""
+        return {"dropout_rates", "decays"} <= set(self.wf.tables["stream"])
 
     def decide(self, step: str, chosen: str, why: str) -> None:
         self.record["decisions"] = [d for d in self.record["decisions"] if d["step"] != step]

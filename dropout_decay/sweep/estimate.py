@@ -47,13 +47,16 @@ def point_steps(s: Settings) -> list[tuple[int, int]]:
 
 
 def grid_seconds(s: Settings, per_step: dict[str, float]) -> float:
-    """Seconds one worker needs for the whole grid."""
+    """Seconds one worker needs for the whole grid: every point of every model, each evaluation
+    on the training pool, validation and (where the layout has one) test batches."""
     cfg = s.train
-    per_arm = len(s.seeds) * (len(s.arms()) if s.stage == "stream" else len(s.dropout_rates))
+    replicates = len(s.seeds) * len(s.order_seeds or [None])
+    per_model = replicates * (len(s.arms()) if s.stage == "stream" else len(s.dropout_rates))
+    eval_sets = 3 if s.layout().has_test else 2
     total = 0.0
     for step in per_step.values():
         for steps, evals in point_steps(s):
-            total += per_arm * step * (steps + evals * 2 * cfg.eval_batches * EVAL_COST)
+            total += per_model * step * (steps + evals * eval_sets * cfg.eval_batches * EVAL_COST)
     return total
 
 

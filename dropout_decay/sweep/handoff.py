@@ -21,6 +21,13 @@ def best_candidate(selection: list[dict]) -> dict | None:
     return min(candidates, key=lambda r: (r["best_val_loss"], r["model"])) if candidates else None
 
 
+def lowest_loss(selection: list[dict]) -> dict | None:
+    """The model whose best rate reached the lowest val loss, candidate or not: what a stream whose
+    arms are named in its file locks when dropout helped no screened model (the question of
+    whether a decay beats every static rate stands even when the best static rate is 0)."""
+    return min(selection, key=lambda r: (r["best_val_loss"], r["model"])) if selection else None
+
+
 def lock_record(best: dict, source: str, **where) -> dict:
     return {"source": source, **where, "model": f"winner={best['model_shape']}", "selected_label": best["model"],
             "confirm_best_p": best["best_p"], "confirm_plateau": best["plateau"], "verdict": best["verdict"],
