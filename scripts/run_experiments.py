@@ -19,9 +19,13 @@ MODES = {"screen_static": "screen", "confirm_static": "confirm", "locked_stream"
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    mode = Parser(add_help=False)
+    mode.add_argument("--mode")  # checked by the full parser below, inside run_command
+    stage = MODES.get(mode.parse_known_args(argv)[0].mode)
     ap = Parser(prog="run_experiments.py", description=__doc__.splitlines()[0])
+    ap.stage = stage  # the mode's stage: its flags only, the others refused by name
     ap.add_argument("--mode", required=True, choices=sorted(MODES), help="which stage to run")
-    add_stage_flags(ap)
+    add_stage_flags(ap, stage)
     add_run_flags(ap)
 
     def body() -> int:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def base(c, *grid):
     return ["--device", "cpu", "--use-cached-data", "--cache-dir", c["cache"], "--vocab-size", str(TEST_VOCAB),
-            "--models", "1x2x32", "--dropout-rates", "0", "0.1", "0.3", "--steps", "5", *TRAIN, *grid]
+            "--models", "1x2x32", "--dropout-rates", "0", "0.1", "0.3", *TRAIN, *grid]
 
 
 def fresh(c, *corpus):
@@ -125,6 +125,43 @@ CASES = {
     "workflow file as a stage file": (lambda c: ["run", "workflow_smoke"], "is a workflow; run it with `workflow"),
     "stage file as a workflow": (lambda c: ["workflow", "quickstart"], "is not a workflow file"),
     "missing workflow file": (lambda c: ["workflow", "nonexistent"], "no study file 'nonexistent'"),
+    # a flag or key that the command would ignore
+    "stream flag on a screen": (lambda c: ["screen", *base(c), "--decays", "d:0.3:0.1:cosine"],
+                                "--decays does not apply to a screen (it is a flag of stream)"),
+    "stream caps on a screen": (lambda c: ["screen", *base(c), "--stream-token-caps", "1000", "2000"],
+                                "--stream-token-caps does not apply to a screen"),
+    "steps on a stream": (lambda c: ["stream", *base(c), "--models", "winner=1x2x32", "--steps", "5"],
+                          "--steps does not apply to a stream (it is a flag of screen and confirm)"),
+    "steps on a probe via run_experiments": (lambda c: ["@run_experiments", "--mode", "locked_stream", *base(c),
+                                                        "--models", "winner=1x2x32", "--steps", "5"],
+                                             "--steps does not apply to a stream"),
+    "training flag on cache": (lambda c: ["cache", "--cache-dir", c["new_cache"], "--lr", "0.1"],
+                               "unrecognized arguments: --lr"),
+    "stage file key of another stage": (lambda c: ["run", c["foreign_key_file"]], "`decays` does not apply to a screen"),
+    "workflow table key of another stage": (lambda c: ["workflow", c["foreign_table_file"]],
+                                            "[stream]: `steps` does not apply to a stream"),
+    "TOML string for a list": (lambda c: ["run", c["string_models_file"]], "--models takes a list (in a TOML file"),
+    # numbers that are not numbers
+    "NaN gradient clip": (lambda c: ["screen", *base(c), "--grad-clip", "nan"], "--grad-clip must be a finite number, got nan"),
+    "infinite learning rate": (lambda c: ["screen", *base(c), "--lr", "inf"], "--lr must be a finite number, got inf"),
+    "NaN dropout rate": (lambda c: ["screen", *base(c), "--dropout-rates", "0", "nan", "0.3"],
+                         "--dropout-rates takes finite numbers; got nan"),
+    "NaN probe passes": (lambda c: ["probe", *base(c), "--token-limits", "1000", "2000", "4000", "--passes", "nan"],
+                         "--passes must be a finite number, got nan"),
+    "NaN plateau delta": (lambda c: ["screen", *base(c), "--plateau-delta", "nan"], "--plateau-delta must be a finite number"),
+    "NaN min lr ratio": (lambda c: ["screen", *base(c), "--min-lr-ratio", "nan"], "--min-lr-ratio must be a finite number"),
+    "infinite weight decay": (lambda c: ["screen", *base(c), "--weight-decay", "inf"], "--weight-decay must be a finite number"),
+    "garbage storage URL": (lambda c: ["screen", *base(c), "--storage", "postgresql://a:b@host:port/x"],
+                            "not a storage URL"),
+    # output folders
+    "output folder is a file": (lambda c: ["screen", *base(c), "--output-dir", c["csv"]], "is a file, not a folder"),
+    "output folder inside a file": (lambda c: ["screen", *base(c), "--output-dir", c["csv"] + "/run"],
+                                    "which is a file; name a folder elsewhere"),
+    "workflow folder is a file": (lambda c: ["workflow", "workflow_smoke", "--output-dir", c["csv"]], "is a file, not a folder"),
+    "output folder not writable": (lambda c: ["screen", *base(c), "--output-dir", "/sys/dropout-decay-run"],
+                                   "cannot write in /sys"),
+    "run folder of another grid": (lambda c: ["screen", *base(c), "--output-dir", c["run"]],
+                                   "already holds another grid (study taken)"),
 }
 
 
@@ -153,6 +190,10 @@ def context(cache_dir, corpus_dir, tmp_path, monkeypatch, request):
     shutil.copy(clash, tmp_path / "run" / "study.db")
     (tmp_path / "rows.jsonl").write_text('{"text": "one"}\n{"body": "two"}\n')
     (tmp_path / "data.csv").write_text("a,b\n")
+    (tmp_path / "foreign.toml").write_text('stage = "screen"\ndecays = ["d:0.3:0.1:cosine"]\n')
+    (tmp_path / "strings.toml").write_text('stage = "screen"\nmodels = "1x2x32"\n')
+    (tmp_path / "tables.toml").write_text(
+        (ROOT / "studies" / "workflow_smoke.toml").read_text().replace("stage_steps = 120", "stage_steps = 120\nsteps = 5"))
     (tmp_path / "lawless.json").write_text(json.dumps({"law": {"form": None, "reason": "no cap has an interior optimum"}}))
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
@@ -164,7 +205,9 @@ def context(cache_dir, corpus_dir, tmp_path, monkeypatch, request):
             "empty_run": str(tmp_path / "empty_run"), "text_run": str(tmp_path / "text_run"),
             "bare_run": str(tmp_path / "bare_run"), "half_url": f"sqlite:///{clash}", "run": str(tmp_path / "run"),
             "jsonl": str(tmp_path / "rows.jsonl"), "csv": str(tmp_path / "data.csv"),
-            "lawless": str(tmp_path / "lawless.json"), "busy_port": busy.getsockname()[1]}
+            "lawless": str(tmp_path / "lawless.json"), "busy_port": busy.getsockname()[1],
+            "foreign_key_file": str(tmp_path / "foreign.toml"), "string_models_file": str(tmp_path / "strings.toml"),
+            "foreign_table_file": str(tmp_path / "tables.toml")}
 
 
 def snapshot(root: Path) -> dict:

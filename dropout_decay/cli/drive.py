@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -45,5 +46,7 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
         return 130
     doing("exporting")
     written = export(study, out, root)
+    answer = json.loads(written["export.json"].read_text())["answer"]
     log(f"done: {status.complete}/{status.size} complete, {status.failed} failed; wrote {len(written)} files in {out}")
+    log(f"answer: {answer}\nreport: {out / 'report.html'}")
     return 0

@@ -1,4 +1,4 @@
-"""`python -m dropout_decay.study`: run, resume, inspect and export stage studies.
+"""`dropout-decay` (or `python -m dropout_decay.study`): run, resume, inspect and export stage studies.
 
     screen | confirm | probe | stream [FLAGS]   run a stage (rerunning the same command resumes it)
     run NAME [FLAGS]                    run the stage file studies/NAME.toml, flags override it
@@ -25,8 +25,8 @@ import sys
 from typing import Callable
 
 from ..common.errors import UsageError
-from ..common.interrupts import deferred, listen, message, release, shield
-from .parsing import stage_parser
+from ..common.interrupts import deferred, exit_with, listen, message, release, shield
+from .parsing import PROG, stage_parser
 from .stages import launch, run_file
 
 COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume", "worker", "status", "export",
@@ -35,7 +35,7 @@ COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume",
 
 def dispatch(command: str, rest: list[str], argv: list[str]) -> int:
     if command in ("screen", "confirm", "probe", "stream"):
-        return launch(command, stage_parser(command, f"python -m dropout_decay.study {command}").parse_args(rest), argv)
+        return launch(command, stage_parser(command, f"{PROG} {command}").parse_args(rest), argv)
     if command == "run":
         return run_file(rest, argv)
     if command == "workflow":
@@ -94,4 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    return run_command(lambda: dispatch(argv[0], argv[1:], ["python -m dropout_decay.study", *argv]))
+    if argv[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"dropout-decay {version('dropout-decay')}")
+        return 0
+    return run_command(lambda: dispatch(argv[0], argv[1:], [PROG, *argv]))
+
+
+def console() -> None:
+    """The `dropout-decay` console script: the same commands as `python -m dropout_decay.study`."""
+    exit_with(main())

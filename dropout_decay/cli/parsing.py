@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from ..common.errors import UsageError
+
+
+# How the user called us, for usage lines and the command recorded with every study.
+PROG = "dropout-decay" if Path(sys.argv[0]).name == "dropout-decay" else "python -m dropout_decay.study"
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr (exit 2), like every other refusal."""
 
+    stage: str | None = None  # a stage's parser: an unknown flag may be another stage's
+
     def error(self, message):
+        if self.stage and message.startswith("unrecognized arguments"):
+            from ..sweep.studyfiles import STAGE_ONLY
+
+            for word in message.split(":", 1)[1].split():
+                key = word.split("=")[0].lstrip("-").replace("-", "_")
+                if word.startswith("--") and key in STAGE_ONLY:
+                    raise UsageError(f"{self.prog}: {word.split('=')[0]} does not apply to a {self.stage} "
+                                     f"(it is a flag of {' and '.join(STAGE_ONLY[key])})")
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -32,7 +48,8 @@ def stage_parser(stage: str, prog: str) -> Parser:
     from ..sweep.flags import add_stage_flags
 
     ap = Parser(prog=prog, description=f"Run the {stage} stage as one Optuna study.")
-    add_stage_flags(ap)
+    ap.stage = stage
+    add_stage_flags(ap, stage)
     add_run_flags(ap)
     return ap
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from ..common.errors import UsageError
 from ..common.interrupts import doing
 from .drive import RUNS_DIR, drive
-from .parsing import Parser, check_run_flags
+from .parsing import PROG, Parser, check_run_flags
 
 
 def tool_parser(command: str, doc: str) -> Parser:
-    ap = Parser(prog=f"python -m dropout_decay.study {command}", description=doc)
+    ap = Parser(prog=f"{PROG} {command}", description=doc)
     ap.add_argument("run_dir", nargs="?", help="run folder holding study.db")
     ap.add_argument("--storage", help="Optuna storage URL instead of a run folder")
     ap.add_argument("--study", help="study name (needed with --storage)")
@@ -241,10 +241,10 @@ def export_command(rest: list[str]) -> int:
 
 def cache_command(rest: list[str]) -> int:
     from ..data.prepare import prepare_cache
-    from ..sweep.flags import add_stage_flags, settings_from_args
+    from ..sweep.flags import add_data_flags, settings_from_args
 
-    ap = Parser(prog="python -m dropout_decay.study cache", description="Build or check the token cache.")
-    add_stage_flags(ap)
+    ap = Parser(prog=f"{PROG} cache", description="Build or check the token cache.")
+    add_data_flags(ap)
     s = settings_from_args("screen", ap.parse_args(rest))
     cache = prepare_cache(s.data_source())
     print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val, "

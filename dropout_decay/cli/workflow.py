@@ -14,6 +14,7 @@ import hashlib
 import json
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -21,7 +22,7 @@ import optuna
 from ..analysis.comparison import claims
 from ..common.console import log
 from ..common.errors import UsageError
-from ..common.files import write_json
+from ..common.files import check_output_dir, write_json
 from ..common.interrupts import doing
 from ..data.prepare import prepare_cache
 from ..model.law import formula
@@ -37,7 +38,7 @@ from ..sweep.storage import HEARTBEAT_S, open_storage, open_study, sqlite_url
 from ..training.device import select_device
 from .drive import RUNS_DIR, drive, new_run_dir
 from .dryrun import print_plan
-from .parsing import Parser, check_run_flags
+from .parsing import PROG, Parser, check_run_flags
 
 ADVICE = ["more steps per token (a larger `steps`, or smaller `token_limits`, in the file's [screen]) so the models overfit",
           "a larger model, which overfits a fixed token limit sooner",
@@ -47,19 +48,25 @@ ADVICE = ["more steps per token (a larger `steps`, or smaller `token_limits`, in
 
 
 def workflow_command(rest: list[str], argv: list[str]) -> int:
-    ap = Parser(prog="python -m dropout_decay.study workflow", description=__doc__.splitlines()[0])
+    ap = Parser(prog=f"{PROG} workflow", description=__doc__.splitlines()[0])
     ap.add_argument("config", help="a workflow file: a name in studies/ (e.g. cpu_workflow) or a path to a TOML")
     ap.add_argument("--output-dir", help="the workflow folder (default: the previous run of this file, else runs/<name>-<time>)")
     ap.add_argument("--storage", help="Optuna storage URL for every stage (default: sqlite:///<output-dir>/study.db)")
     ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help=f"seconds between worker heartbeats (default {HEARTBEAT_S})")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    ap.add_argument("--device", help="mps, cpu or cuda for every stage, instead of the file's [workflow] device "
+                                      "(stages already begun keep the device they were created with)")
     ap.add_argument("--dry-run", action="store_true", help="print the whole plan and a time estimate, train nothing")
     args = ap.parse_args(rest)
     check_run_flags(args)
     wf = load_workflow(args.config)
+    if args.device:
+        wf = replace(wf, shared={**wf.shared, "device": args.device})
     if args.dry_run:
         return print_plan(wf)
-    return Workflow(wf, folder(wf, args.output_dir), args, shlex.join(argv)).run()
+    out = folder(wf, args.output_dir)
+    check_output_dir(out)
+    return Workflow(wf, out, args, shlex.join(argv)).run()
 
 
 def file_hash(wf: WorkflowFile) -> str:

@@ -10,6 +10,24 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import UsageError
+
+
+
+def check_output_dir(path: Path, flag: str = "--output-dir") -> None:
+    """One line, before anything is trained or stored, when `path` cannot become a run folder: it
+    is a file, it lies inside a file, or its nearest existing folder cannot be written. Creates
+    nothing, so a refused command leaves no empty folder behind."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file, not a folder; name a folder (new or a run's)")
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"{flag} {path} lies inside {existing}, which is a file; name a folder elsewhere")
+    try:  # a file made and removed at once: permissions, read-only mounts and root all answer truly
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {existing} ({e.strerror}); choose another folder") from None
 
 
 @functools.cache

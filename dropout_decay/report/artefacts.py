@@ -25,7 +25,7 @@ from ..sweep.attachments import attach_study
 from ..analysis.comparison import by_replicate, claims, compare_arms
 from ..common.files import write_text
 from ..sweep.grid import first_complete
-from .notes import probe_note, refresh_note, replay_note, static_note, stream_note
+from .notes import headline, probe_note, refresh_note, replay_note, static_note, stream_note
 from ..analysis.probe import analyse_probe
 from ..sweep.provenance import load_config
 from ..sweep.replay import replay_rows
@@ -219,7 +219,7 @@ def export(study: optuna.Study, out_dir: str | Path, root: str | Path | None = N
     a = analyse(study)
     root = Path(root) if root else out
     files = render(a, os.path.relpath(ensure_plotly(root), out))
-    stamp = {"study": study.study_name, "storage_state": storage_state(study),
+    stamp = {"study": study.study_name, "storage_state": storage_state(study), "answer": headline(a),
              "files": {name: hashlib.sha256(text.encode()).hexdigest() for name, text in sorted(files.items())}}
     pending = out / PENDING  # emptied by _move_pending above
     for name, text in files.items():

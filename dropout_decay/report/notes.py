@@ -101,6 +101,27 @@ def probe_note(config: dict, probe: dict) -> str:
     return "\n".join(lines)
 
 
+def headline(a: dict) -> str:
+    """The run's answer in one line, for the console's closing line and export.json."""
+    stage = a["config"]["stage"]
+    if not a["metrics"]:
+        return "no point has completed yet"
+    if stage in ("screen", "confirm"):
+        return "; ".join(f"{r['model']} at {r['cap']:,} tokens: best p = {r['best_p']:g} "
+                         f"(val loss {r['best_val_loss']:.4f} nats), {r['verdict']}" for r in a["selection"])
+    if stage == "probe":
+        law = a["probe"]["law"]
+        return f"law {formula(law)}" if law.get("form") else f"no law: {law['reason']}"
+    if a.get("primary"):
+        return "; ".join(f"{r['claim']}: {'holds' if r['holds'] else 'does not hold'} "
+                         f"(Δ {_num(r['estimate'])} nats, p Holm {_num(r['p_holm'], '.3f')})" for r in a["primary"])
+    last = {}
+    for c in claims(a["comparison"]):
+        last[c["decay_arm"]] = c  # rows run through the caps in order: the last cap's stays
+    return "; ".join(f"{arm} {'beats' if c['beats_every_static'] else 'does not beat'} every static rate at "
+                     f"{c['cap']:,} tokens" for arm, c in last.items()) or "no decay arm to judge"
+
+
 def replay_note(original: str, rows: list[dict]) -> str:
     identical, worst = replay_summary(rows)
     return (f"\n\n## Replay of `{original}`\n\n{identical} of {len(rows)} replayed points are bitwise identical; "

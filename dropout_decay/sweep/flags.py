@@ -11,11 +11,24 @@ from ..data.layout import ORDERS, SPLITS
 from ..model.masks import MASK_FORMS
 from ..training.train import TrainConfig
 from .settings import Settings, check
+from .studyfiles import applies
 
 
-def add_stage_flags(ap: argparse.ArgumentParser) -> None:
-    """The flags of the seed's three commands, plus the documented knobs behind them."""
-    d, t = Settings(stage="screen"), TrainConfig()
+class _Group:
+    """An argument group that leaves out the flags its stage would ignore, so a stage's help lists
+    only what it reads and argparse refuses the rest (parsing.py names where they belong)."""
+
+    def __init__(self, group, stage: str | None):
+        self.group, self.stage = group, stage
+
+    def add_argument(self, flag: str, **kw) -> None:
+        if applies(flag, self.stage):
+            self.group.add_argument(flag, **kw)
+
+
+def add_data_flags(ap: argparse.ArgumentParser) -> None:
+    """Where the tokens come from and how the documents are split: every command that builds a cache."""
+    d = Settings(stage="screen")
     g = ap.add_argument_group("data")
     g.add_argument("--use-cached-data", action="store_true", help="reuse the cache in --cache-dir; fail if missing or inconsistent")
     g.add_argument("--cache-dir", default=d.cache_dir, help=f"token cache folder (default {d.cache_dir})")
@@ -30,7 +43,13 @@ def add_stage_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--order-seeds", nargs="+", type=int,
                    help="a grid factor: the training documents in each seed's shuffle (split, tokenizer, validation and test unchanged)")
     g.add_argument("--vocab-size", type=int, default=d.vocab_size, help=f"BPE vocabulary (default {d.vocab_size})")
-    g = ap.add_argument_group("grid")
+
+
+def add_stage_flags(ap: argparse.ArgumentParser, stage: str | None = None) -> None:
+    """The flags of one stage (None: of any stage, as the seed's run_experiments.py takes them)."""
+    d, t = Settings(stage="screen"), TrainConfig()
+    add_data_flags(ap)
+    g = _Group(ap.add_argument_group("grid"), stage)
     g.add_argument("--models", nargs="+", metavar="SPEC", default=d.models,
                    help="DEPTHxHEADSxWIDTH, optionally alias=SPEC (stream: exactly one, locked as winner=SPEC)")
     g.add_argument("--seeds", nargs="+", type=int, help="seeds (screen default 1 2; confirm exactly 3; probe, stream 1 2 3)")
@@ -50,7 +69,7 @@ def add_stage_flags(ap: argparse.ArgumentParser) -> None:
                    help="stream: every arm (or only the ARMs named) also as ARM@fixed, the same schedule on the final "
                         "cap from step 0")
     g.add_argument("--matched-statics", action="store_true", help="stream: a static arm at each decay's time-averaged rate")
-    g = ap.add_argument_group("training")
+    g = _Group(ap.add_argument_group("training"), stage)
     g.add_argument("--batch-size", type=int, default=t.batch_size, help=f"sequences per step (default {t.batch_size})")
     g.add_argument("--seq-len", type=int, default=t.seq_len, help=f"tokens per sequence (default {t.seq_len})")
     g.add_argument("--lr", type=float, default=t.lr, help=f"AdamW peak learning rate (default {t.lr})")

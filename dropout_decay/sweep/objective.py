@@ -17,13 +17,15 @@ import optuna
 
 from .attachments import attach_trial
 from ..data.cache import TokenCache
-from ..common.console import log
+from ..common.console import clock, log
 from .grid import search_space, surplus_to
 from ..common.interrupts import check, shield
 from ..model.gpt import ModelSpec
 from ..model.schedules import Schedule, static
 from .settings import Settings
 from ..training.train import TrainingDiverged, train
+
+PROGRESS_EVERY_S = 5.0  # at most one progress line per this many seconds inside a point
 
 
 @dataclass
@@ -63,10 +65,18 @@ class PointRunner:
         schedule = self.schedules[point["arm"]] if "arm" in point else static(point["dropout"])
         rows: list[dict] = []
 
+        total = sum(segment.steps for segment in self.settings.segments(point))
+        shown = [time.monotonic()]
+
         def trace(row: dict) -> None:
             rows.append(row)
             if row["kind"] == "eval":
                 trial.report(row["val_loss"], row["step"])
+            elif time.monotonic() - shown[0] >= PROGRESS_EVERY_S:  # a point can take minutes: say how it goes
+                shown[0] = time.monotonic()
+                rate = row["tokens"] / max(time.perf_counter() - t0, 1e-9)
+                left = (total - row["step"]) * row["tokens"] / row["step"] / rate
+                log(f"    step {row['step']:,}/{total:,}  loss {row['loss']:.3f}  {rate:,.0f} tokens/s  ETA {clock(left)}")
 
         recheck = [time.monotonic() + 1.0]
 

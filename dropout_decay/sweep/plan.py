@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..common.errors import UsageError
 from .settings import Settings, check
-from .studyfiles import file_keys, read_toml
+from .studyfiles import file_keys, read_toml, refuse_foreign
 
 ORDER = ("screen", "confirm", "probe", "stream")
 STREAM_EXTRA = {"calibrated"}  # stream: add the probe's calibrated arm (default: yes when there is a law)
@@ -72,6 +72,8 @@ def load_workflow(name: str) -> WorkflowFile:
         unknown = set(values) - allowed - extra - ({"name"} if table == "workflow" else set())
         if unknown:
             raise UsageError(f"{path}: [{table}] has unknown keys {', '.join(sorted(unknown))}")
+        if table != "workflow":
+            refuse_foreign(set(values) - extra, table, f"{path} [{table}]")
     shared = dict(data["workflow"])
     wf_name = shared.pop("name", path.stem)
     return WorkflowFile(wf_name, path, shared, {s: dict(data[s]) for s in ORDER if s in data}, scale_model)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..data.cache import DEFAULT_CACHE_DIR, DataSource, TokenCache
 from ..common.errors import UsageError
+from ..common.kinds import check_kinds
 from ..data.layout import LEGACY_SPLITS, Layout
 from ..model.masks import LEGACY_MASKS, MASK_FORMS
 from ..model.gpt import ModelSpec, parse_model_spec
@@ -144,6 +145,7 @@ def check(s: Settings) -> Settings:
     """Fill the defaults that need no data and refuse bad input, one problem at a time."""
     if s.stage not in STAGES:
         raise UsageError(f"unknown stage {s.stage!r} (choose from {', '.join(STAGES)})")
+    check_kinds(s, skip={"train", "fixed_pool_controls", "claims", "calibrations"})
     labels = [m.label for m in s.specs()]
     if len(set(labels)) != len(labels):
         raise UsageError(f"model labels repeat: {' '.join(s.models)}")

@@ -64,6 +64,22 @@ def check_storage_file(path: Path) -> None:
         raise UsageError(f"{path} is a SQLite file but holds no Optuna studies")
 
 
+def study_names_read_only(path: Path) -> list[str]:
+    """The studies a SQLite storage file holds, read without writing a byte (no WAL pragma, no
+    schema); [] for a file that is no storage, which opening it properly will then explain."""
+    # Without a -wal file beside it everything is in the main file, and `immutable` reads it
+    # without making -wal and -shm files; with one, a read-only connection uses the files there.
+    live = Path(f"{path}-wal").exists()
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro{'' if live else '&immutable=1'}", uri=True, timeout=30)
+        try:
+            return [name for (name,) in con.execute("SELECT study_name FROM studies")]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = False) -> RDBStorage:
     """`must_exist`: refuse a SQLite path that holds no storage instead of creating one."""
     path = sqlite_path(url)
@@ -84,6 +100,9 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = Fa
             # Several processes created the schema of a new storage at once (workers started
             # together): one won; opening again finds the schema in place.
             time.sleep(0.2 * (attempt + 1))
+        except ValueError as e:  # a URL SQLAlchemy cannot parse (a port that is not a number, ...)
+            raise UsageError(f"cannot open storage {shown}: not a storage URL ({_first_line(e)}); expected "
+                             "sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE") from None
         except Exception as e:  # SQLAlchemy raises many kinds; the user needs one line
             raise UsageError(f"cannot open storage {shown}: {_first_line(e)}") from None
     else:

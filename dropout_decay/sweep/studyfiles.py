@@ -11,6 +11,28 @@ from ..training.train import TrainConfig
 from .settings import STAGES, STUDIES_DIR, Settings
 
 
+# Settings that only one kind of stage reads; every other setting applies to every stage.
+STAGE_ONLY = {
+    "steps": ("screen", "confirm"), "token_limits": ("screen", "confirm", "probe"),
+    "plateau_delta": ("screen", "confirm", "probe"), "passes": ("probe",),
+    **dict.fromkeys(("stream_token_caps", "decays", "stage_steps", "lock_from", "fixed_pool_controls",
+                     "matched_statics", "claims"), ("stream",)),
+}
+
+
+def applies(key: str, stage: str | None) -> bool:
+    """Does a setting (or flag, with dashes) mean anything to this stage? (None: to some stage.)"""
+    return stage is None or stage in STAGE_ONLY.get(key.lstrip("-").replace("-", "_"), (stage,))
+
+
+def refuse_foreign(keys, stage: str, where: str) -> None:
+    """One line for a setting the stage would silently ignore, naming the stages it belongs to."""
+    for key in sorted(keys):
+        if not applies(key, stage):
+            raise UsageError(f"{where}: `{key}` does not apply to a {stage} (it is a setting of "
+                             f"{' and '.join(STAGE_ONLY[key])}); remove it")
+
+
 def file_keys() -> set[str]:
     """Keys a stage file may hold: every flag's name with underscores, and `stage`."""
     return ({f.name for f in fields(Settings)} - {"train", "calibrations"}) | {f.name for f in fields(TrainConfig)}
@@ -40,4 +62,5 @@ def load_study_file(name: str) -> dict:
         raise UsageError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     if data.get("stage") not in STAGES:
         raise UsageError(f"{path}: 'stage' must be one of {', '.join(STAGES)}")
+    refuse_foreign(set(data) - {"stage"}, data["stage"], str(path))
     return data

@@ -30,6 +30,7 @@ import torch
 from ..data.batches import WindowSampler, fixed_batches
 from ..data.cache import TokenCache
 from ..common.errors import UsageError
+from ..common.kinds import check_kinds
 from ..model.masks import DEFAULT_MASKS, MASK_FORMS
 from ..model.gpt import GPT, ModelSpec
 from ..model.schedules import Schedule
@@ -52,6 +53,7 @@ class TrainConfig:
     dropout_masks: int = DEFAULT_MASKS  # how masks are drawn on a CPU (masks.py); 1 replays 0.2's runs
 
     def check(self) -> None:
+        check_kinds(self)
         for name in ("batch_size", "seq_len", "eval_batches", "log_every"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -96,6 +98,18 @@ def _finite(value: float, what: str, step: int) -> float:
     if not math.isfinite(value):
         raise TrainingDiverged(f"non-finite {what} ({value}) at step {step}")
     return value
+
+
+UNIFORM_SLACK = 0.01  # nats: the untrained model predicts uniformly (zero head), so trained is below
+
+
+def worse_than_uniform(val_loss: float, vocab_size: int, step: int) -> None:
+    """A model that ends a segment predicting worse than a uniform guess over the vocabulary has
+    diverged (too high a learning rate, typically), and its loss says nothing about dropout."""
+    uniform = math.log(vocab_size)
+    if val_loss > uniform + UNIFORM_SLACK:
+        raise TrainingDiverged(f"validation loss {val_loss:.3f} nats at step {step} is worse than a uniform guess over "
+                               f"{vocab_size} tokens (ln {vocab_size} = {uniform:.3f}); try a lower --lr")
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.Optimizer:
@@ -173,4 +187,5 @@ def train(
                 trace(row)
                 if last:
                     rows.append({k: v for k, v in row.items() if k != "kind"})
+                    worse_than_uniform(val_loss, cache.manifest["vocab_size"], step)
     return rows
