@@ -117,6 +117,30 @@ def test_a_screen_without_an_interior_optimum_stops_the_workflow_with_advice(cac
     assert "Stopped after screen" in (out / "index.html").read_text()
 
 
+def test_a_stream_that_names_its_arms_goes_on_with_the_lowest_loss_model_when_dropout_helps_none(cache_dir, tmp_path, capsys):
+    import pandas as pd
+
+    def edit(text: str) -> str:
+        text = text.replace("steps = 500\n\n[confirm]\nsteps = 500", "steps = 12\n\n[confirm]\nsteps = 12")
+        text = text[:text.index("[probe]")] + text[text.index("[stream]"):]  # no probe: quicker
+        return text.replace("stage_steps = 120", 'stage_steps = 15\ndropout_rates = [0.0, 0.1]\n'
+                            'decays = ["d:0.2:0.0:cosine"]')
+    config, out = smoke_file(tmp_path, cache_dir, edit), tmp_path / "run"
+    assert cli.main(["workflow", str(config), "--output-dir", str(out)]) == 0
+    record = json.loads((out / "workflow.json").read_text())
+    assert record["status"] == "done" and record["stopped"] is None
+    assert not any(s["candidate"] for s in record["stages"]["screen"]["selection"])
+    why = record["decisions"][0]["why"]
+    assert "no interior, nonzero optimum" in why and "names its own rates and decays" in why
+    # the oracle: the lowest mean val loss of any (model, rate) in the screen's own metrics
+    screen = pd.read_json(out / "screen" / "metrics.jsonl", lines=True)
+    best = screen.groupby(["model", "dropout"])["val_loss"].mean().idxmin()[0]
+    assert record["decisions"][0]["chosen"] == best
+    stream = studies_of(out)["smoke-stream"].user_attrs["config"]
+    assert stream["settings"]["dropout_rates"] == [0.0, 0.1] and stream["grid"]["arm"] == ["static:0", "static:0.1", "d"]
+    assert len(studies_of(out)["smoke-stream"].get_trials(states=(TrialState.COMPLETE,))) == 3 * 3
+
+
 def test_dry_run_prints_every_stage_and_a_time_and_trains_nothing(cache_dir, tmp_path, capsys):
     config = smoke_file(tmp_path, cache_dir)
     assert cli.main(["workflow", str(config), "--output-dir", str(tmp_path / "run"), "--dry-run"]) == 0

@@ -12,18 +12,19 @@ from dataclasses import replace
 from ..data.prepare import prepare_cache
 from ..common.console import clock
 from ..training.device import select_device
-from ..sweep.estimate import grid_seconds, step_seconds
+from ..sweep.estimate import grid_seconds, peak_memory, step_seconds
+from ..training.memory import gib
 from ..sweep.plan import WorkflowFile
 from ..sweep.scale import side_by_side
 from ..sweep.settings import mean_rates, resolve
 
 
-def print_plan(wf: WorkflowFile) -> int:
+def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
     screen = wf.settings("screen", {})
     device = select_device(screen.device)
     cache = prepare_cache(screen.data_source())
     screen = resolve(screen, cache)
-    per_step = step_seconds(screen, cache.manifest["vocab_size"], device.name)
+    per_step = step_seconds(screen, cache.manifest["vocab_size"], device.name, threads)
     dearest = max(screen.specs(), key=lambda m: per_step[m.label])
     winner = {"models": [f"winner={dearest.shape}"]}
     cost = {"winner": per_step[dearest.label]}
@@ -50,8 +51,9 @@ def print_plan(wf: WorkflowFile) -> int:
         print(f"  {name}: {_grid(s, extra if name == 'stream' else 0)}; about {clock(seconds)}")
         if name == "stream" and "decays" in wf.tables["stream"]:
             print(f"    {decay_means(s, cache.manifest['vocab_size'])}")
+    memory = peak_memory(screen, cache.manifest["vocab_size"])
     for label, t in per_step.items():
-        print(f"    {label}: {t * 1e3:.0f} ms/step on {device.name}")
+        print(f"    {label}: {t * 1e3:.0f} ms/step on {device.name}, training memory about {gib(memory[label])}")
     print(f"  total for one worker: about {clock(total)} (later stages assume the dearest model wins)")
     if wf.scale_model:
         print("\n".join(side_by_side(wf)))

@@ -39,12 +39,13 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
     config = build_config(s, cache, device, shlex.join(argv), lock, args.threads)
     name = args.study_name or f"{stage}-{config['fingerprint'][:8]}"
     if args.dry_run:
+        vocab = cache.manifest["vocab_size"]
         print(f"{stage}: grid {config['grid_size']} points = " + " x ".join(f"{len(v)} {k}" for k, v in config["grid"].items()))
         if stage == "stream":
             from .dryrun import decay_means  # torch and the rest load after Ctrl-C is handled (main.py)
 
             print(decay_means(s, cache.manifest["vocab_size"]))
-        print(f"estimate on {device.name} ({device.note}):\n{describe(s, step_seconds(s, cache.manifest['vocab_size'], device.name))}")
+        print(f"estimate on {device.name} ({device.note}):\n{describe(s, step_seconds(s, vocab, device.name, args.threads), vocab)}")
         return 0
     out = Path(args.output_dir) if args.output_dir else (
         None if args.storage else find_previous_run(RUNS_DIR, stage, config["fingerprint"]))

@@ -63,7 +63,7 @@ def workflow_command(rest: list[str], argv: list[str]) -> int:
     if args.device:
         wf = replace(wf, shared={**wf.shared, "device": args.device})
     if args.dry_run:
-        return print_plan(wf)
+        return print_plan(wf, args.threads)
     out = folder(wf, args.output_dir)
     check_output_dir(out)
     return Workflow(wf, out, args, shlex.join(argv)).run()

@@ -9,6 +9,11 @@ from ..common.svg import COLOURS
 
 
 
+def model_name(label: str, shape: str) -> str:
+    """A model's label, with its shape when the label is an alias (winner=2x4x96)."""
+    return label if label == shape else f"{label} ({shape})"
+
+
 def _colour(i: int) -> str:
     return COLOURS[i % len(COLOURS)]
 
@@ -41,8 +46,8 @@ def static_figures(metrics: pd.DataFrame, selection: list[dict]) -> list[go.Figu
         fig.add_vrect(x0=rec["plateau_low"], x1=rec["plateau_high"] if rec["plateau_high"] > rec["plateau_low"]
                       else rec["plateau_low"] + 1e-3, fillcolor="orange", opacity=0.15, line_width=0,
                       annotation_text=f"plateau (within {rec['plateau_delta']:g})", annotation_position="top left")
-        fig.update_layout(title=f"{rec['model']} ({rec['model_shape']}), {rec['cap']:,} tokens: {rec['verdict']}",
-                          xaxis_title="dropout p", yaxis_title="validation loss")
+        fig.update_layout(title=f"{model_name(rec['model'], rec['model_shape'])}, {rec['cap']:,} tokens: {rec['verdict']}",
+                          xaxis_title="dropout p", yaxis_title="validation loss (nats)")
         figures.append(fig)
     return figures
 
@@ -62,7 +67,7 @@ def learning_figures(trace: list[dict], key: str, stream: bool) -> list[go.Figur
         rows = rows.assign(tokens_limit=rows["trial"].map(caps))
     for where, ev in evals.groupby(groups, sort=True):
         where = where if isinstance(where, tuple) else (where,)
-        label = where[0] + ("" if stream else f", {where[1]:,} training tokens")
+        label = where[0] + ("" if stream else f", {int(where[1]):,} training tokens")
         loss, gap = go.Figure(), go.Figure()
         for i, (arm, one) in enumerate(ev.groupby(key, sort=True)):
             name = arm if stream else f"p={arm:g}"
@@ -78,9 +83,9 @@ def learning_figures(trace: list[dict], key: str, stream: bool) -> list[go.Figur
             gap.add_trace(go.Scatter(x=mean.index, y=mean["gap"], mode="lines+markers", name=name,
                                      line={"color": _colour(i), "dash": _dash(arm)}))
         loss.update_layout(title=f"{label}: validation (thick; each seed faint) and train loss (dotted), dropout off, "
-                           "against tokens seen", xaxis_title="tokens seen", yaxis_title="loss")
+                           "against tokens seen", xaxis_title="tokens seen", yaxis_title="loss (nats)")
         gap.update_layout(title=f"{label}: val − train gap against tokens seen (mean over seeds)",
-                          xaxis_title="tokens seen", yaxis_title="val loss − train loss")
+                          xaxis_title="tokens seen", yaxis_title="val loss − train loss (nats)")
         figures += [loss, gap]
     if stream:
         figures += _dropout_figures(rows[rows["kind"] == "train"])
@@ -156,7 +161,7 @@ def probe_figures(metrics: pd.DataFrame, probe: dict) -> list[go.Figure]:
                                               "arrayminus": [rec["p_star"] - low]} if low is not None else None,
                                      marker={"symbol": "star", "size": 14, "color": colour}, legendgroup=str(rec["cap"])))
         fig.update_layout(title=f"{model}: validation loss against p at each cap (star: refined optimum, "
-                          "bar: bootstrap 95% interval over seeds)", xaxis_title="dropout p", yaxis_title="validation loss")
+                          "bar: bootstrap 95% interval over seeds)", xaxis_title="dropout p", yaxis_title="validation loss (nats)")
         figures.append(fig)
     law = probe.get("law") or {}
     points = pd.DataFrame(probe["caps"])

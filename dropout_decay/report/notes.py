@@ -12,6 +12,7 @@ import optuna
 
 from ..analysis.comparison import claims
 from ..model.law import formula
+from .figures import model_name
 from ..sweep.replay import replay_summary
 
 
@@ -26,7 +27,7 @@ def static_note(config: dict, selection: list[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in selection:
         plateau = f"{r['plateau_low']:g}–{r['plateau_high']:g}"
-        lines.append(f"| {r['model']} ({r['model_shape']}) | {r['cap']:,} | {r['best_p']:g} | {_num(r['best_val_loss'])} "
+        lines.append(f"| {model_name(r['model'], r['model_shape'])} | {r['cap']:,} | {r['best_p']:g} | {_num(r['best_val_loss'])} "
                      f"| {plateau} | {_num(r['dip_over_std'], '.1f')} | {r['verdict']} |")
     candidates = [r["model"] for r in selection if r["candidate"]]
     lines += ["", f"**Candidates for confirm:** {', '.join(candidates)}" if candidates
@@ -128,9 +129,17 @@ def replay_note(original: str, rows: list[dict]) -> str:
             f"largest |Δ val loss| = {worst:.3g}.")
 
 
+# optuna-dashboard ranks every parameter of a trial; the seeds must be parameters, since the grid
+# sampler enumerates them, so the note says how to read their rank instead of hiding it.
+SEED_IMPORTANCE = ("*Parameter importance lists `seed` (and `order_seed`) because they are grid factors the "
+                   "sampler enumerates, not hyperparameters: read their importance as the noise floor. A "
+                   "setting matters only where it ranks above them.*")
+
+
 def refresh_note(study: optuna.Study, body: str) -> None:
     """Write the note only when its text changed (optuna-dashboard keeps every version)."""
     from optuna_dashboard import get_note, save_note  # the note API; imported late, it brings a web server
 
+    body = f"{body}\n\n{SEED_IMPORTANCE}" if body else body
     if get_note(study) != body:
         save_note(study, body)

@@ -36,7 +36,7 @@ def curve_svg(number: int, params: dict, trace: list[dict]) -> str:
               {"name": "train loss (running)", "x": [r["tokens"] for r in train], "y": [r["loss"] for r in train],
                "width": 1, "opacity": 0.5}]
     point = " ".join(f"{k}={v}" for k, v in params.items())
-    return line_chart(series, f"trial {number}: {point}", "tokens seen", "loss")
+    return line_chart(series, f"trial {number}: {point}", "tokens seen", "loss (nats)")
 
 
 def store_of(out: Path) -> FileSystemArtifactStore:

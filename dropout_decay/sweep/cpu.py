@@ -51,15 +51,27 @@ def unregister() -> None:
     (REGISTRY / str(os.getpid())).unlink(missing_ok=True)
 
 
-def live_workers() -> int:
-    """dropout-decay workers alive on this machine, this one included; dead ones' files are removed."""
+def registered_alive() -> int:
+    """dropout-decay workers alive on this machine, this one included if registered; dead ones'
+    files are removed."""
     alive = 0
     for f in REGISTRY.glob("*") if REGISTRY.is_dir() else []:
         if f.name.isdigit() and (int(f.name) == os.getpid() or pid_alive(int(f.name))):
             alive += 1
         else:
             f.unlink(missing_ok=True)
-    return max(alive, 1)
+    return alive
+
+
+def live_workers() -> int:
+    """dropout-decay workers alive on this machine, this one included (at least 1)."""
+    return max(registered_alive(), 1)
+
+
+def planned_threads(fixed: int | None = None) -> int:
+    """The threads a run started now would take: the cores shared with the workers already live."""
+    others = registered_alive() - (REGISTRY / str(os.getpid())).exists()
+    return fixed or max(1, cores() // (others + 1))
 
 
 def share(fixed: int | None = None) -> int:

@@ -7,17 +7,23 @@ import time
 import torch
 
 from ..common.console import clock
+from . import cpu
 from ..model.gpt import GPT
 from .settings import Settings
+from ..training.memory import gib, step_bytes
 from ..training.train import make_optimizer
 
 EVAL_COST = 1 / 3  # an evaluation batch (forward only, no dropout) costs about a third of a step
 
 
-def step_seconds(s: Settings, vocab_size: int, device: str) -> dict[str, float]:
+def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, float]:
     """Seconds per training step of each model (best of two after a warm-up), at the highest rate
-    the grid uses: dropout makes a step dearer, so the estimate errs long."""
+    the grid uses: dropout makes a step dearer, so the estimate errs long. On a CPU, timed with the
+    threads the run would take (the cores shared with workers already live): torch's default of
+    every core, beside a running worker, made a step 50 times slower than either alone."""
     cfg, out = s.train, {}
+    if device == "cpu":
+        cpu.share(cpu.planned_threads(threads))
     rate = max(s.dropout_rates or [0.0])
     for spec in s.specs():
         torch.manual_seed(0)
@@ -60,6 +66,13 @@ def grid_seconds(s: Settings, per_step: dict[str, float]) -> float:
     return total
 
 
-def describe(s: Settings, per_step: dict[str, float]) -> str:
-    lines = [f"  {label}: {t * 1e3:.0f} ms/step" for label, t in per_step.items()]
+def peak_memory(s: Settings, vocab_size: int) -> dict[str, int]:
+    """Bytes one training step of each model needs (training/memory.py), at the grid's highest rate."""
+    dropout = max(s.dropout_rates or [0.0]) > 0 or (s.stage == "stream" and bool(s.decays))
+    return {spec.label: step_bytes(spec, vocab_size, s.train.batch_size, s.train.seq_len, dropout) for spec in s.specs()}
+
+
+def describe(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
+    memory = peak_memory(s, vocab_size)
+    lines = [f"  {label}: {t * 1e3:.0f} ms/step, training memory about {gib(memory[label])}" for label, t in per_step.items()]
     return "\n".join(lines + [f"  total for one worker: {clock(grid_seconds(s, per_step))}"])
