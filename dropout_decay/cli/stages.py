@@ -18,7 +18,7 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
     from ..data.prepare import prepare_cache
     from ..common.console import log
     from ..training.device import select_device
-    from ..sweep.estimate import describe, step_seconds
+    from ..sweep.estimate import describe, micro_batches, step_seconds
     from ..sweep.handoff import lock_model
     from ..sweep.provenance import build_config
     from ..sweep.recovery import requeue_failed
@@ -36,6 +36,7 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
     cache = prepare_cache(s.data_source())
     doing("starting")
     s = resolve(s, cache)
+    micro_batches(s, cache.manifest["vocab_size"])  # a memory budget no micro-batch meets: refused before the study
     config = build_config(s, cache, device, shlex.join(argv), lock, args.threads)
     name = args.study_name or f"{stage}-{config['fingerprint'][:8]}"
     if args.dry_run:

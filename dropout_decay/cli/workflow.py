@@ -28,6 +28,7 @@ from ..data.prepare import prepare_cache
 from ..model.law import formula
 from ..report.artefacts import analyse
 from ..report.index import index_figures, write_index
+from ..sweep.estimate import micro_batches
 from ..sweep.grid import grid_status
 from ..sweep.handoff import best_candidate, lock_record, lowest_loss
 from ..sweep.plan import WorkflowFile, derived_stream_arms, load_workflow
@@ -168,6 +169,7 @@ class Workflow:
             doing("caching")
             cache = prepare_cache(settings.data_source())
             settings = resolve(settings, cache)
+            micro_batches(settings, cache.manifest["vocab_size"])  # a memory budget no micro-batch meets: refused here
             config = build_config(settings, cache, self.device, self.command, lock, self.args.threads)
             config["handoff"] = handoff
             doing("creating")

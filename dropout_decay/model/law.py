@@ -34,9 +34,10 @@ def predict(law: dict, d: float) -> float:
 def formula(law: dict) -> str:
     """The law in words, e.g. 'p*(D) = max(0, 0.312 − 0.084·ln D)'."""
     a, b = law["params"]["a"], law["params"]["b"]
+    sign = "−" if b >= 0 else "+"  # a best rate that rises with data is shown as such, not as "− -b"
     if law["form"] == "log-linear":
-        return f"p*(D) = max(0, {a:.3g} − {b:.3g}·ln D)"
-    return f"p*(D) = {a:.3g}·D^(−{b:.3g})"
+        return f"p*(D) = max(0, {a:.3g} {sign} {abs(b):.3g}·ln D)"
+    return f"p*(D) = {a:.3g}·D^({'−' if b >= 0 else ''}{abs(b):.3g})"
 
 
 def fit_form(form: str, d: np.ndarray, p: np.ndarray) -> dict:

@@ -7,24 +7,25 @@ import time
 import torch
 
 from ..common.console import clock
+from ..common.errors import UsageError
 from . import cpu
 from ..model.gpt import GPT
 from .settings import Settings
 from ..training.memory import gib, step_bytes
-from ..training.train import make_optimizer
+from ..training.train import accumulate, make_optimizer
 
 EVAL_COST = 1 / 3  # an evaluation batch (forward only, no dropout) costs about a third of a step
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, float]:
     """Seconds per training step of each model (best of two after a warm-up), at the highest rate
-    the grid uses: dropout makes a step dearer, so the estimate errs long. On a CPU, timed with the
+    the grid uses (dropout makes a step dearer, so the estimate errs long), in the model's micro-batches. On a CPU, timed with the
     threads the run would take (the cores shared with workers already live): torch's default of
     every core, beside a running worker, made a step 50 times slower than either alone."""
     cfg, out = s.train, {}
     if device == "cpu":
         cpu.share(cpu.planned_threads(threads))
-    rate = max(s.dropout_rates or [0.0])
+    rate, micro = max(s.dropout_rates or [0.0]), micro_batches(s, vocab_size)
     for spec in s.specs():
         torch.manual_seed(0)
         model = GPT(spec, vocab_size, cfg.seq_len).to(device)
@@ -34,7 +35,7 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            model(x[:, :-1], x[:, 1:]).backward()
+            accumulate(model, x, micro[spec.label])
             opt.step()
             opt.zero_grad()
             float(model.lm_head.weight.detach()[0, 0])  # sync
@@ -66,13 +67,39 @@ def grid_seconds(s: Settings, per_step: dict[str, float]) -> float:
     return total
 
 
+def _dropout(s: Settings) -> bool:
+    return max(s.dropout_rates or [0.0]) > 0 or (s.stage == "stream" and bool(s.decays))
+
+
+def micro_batches(s: Settings, vocab_size: int) -> dict[str, int | None]:
+    """Each model's micro-batch: the one given, else the largest divisor of the batch whose step
+    fits `memory_budget` (None: the whole batch). Refuses a budget no micro-batch meets."""
+    cfg, out = s.train, {}
+    for spec in s.specs():
+        if cfg.micro_batch or s.memory_budget is None:
+            out[spec.label] = cfg.micro_batch
+            continue
+        fits = [m for m in range(cfg.batch_size, 0, -1) if cfg.batch_size % m == 0
+                and step_bytes(spec, vocab_size, m, cfg.seq_len, _dropout(s)) <= s.memory_budget * 2**30]
+        if not fits:
+            least = step_bytes(spec, vocab_size, 1, cfg.seq_len, _dropout(s))
+            raise UsageError(f"--memory-budget {s.memory_budget:g} GiB: {spec.label} needs {gib(least)} even one sequence "
+                             "at a time; raise the budget or use a smaller model or --seq-len")
+        out[spec.label] = None if fits[0] == cfg.batch_size else fits[0]
+    return out
+
+
 def peak_memory(s: Settings, vocab_size: int) -> dict[str, int]:
-    """Bytes one training step of each model needs (training/memory.py), at the grid's highest rate."""
-    dropout = max(s.dropout_rates or [0.0]) > 0 or (s.stage == "stream" and bool(s.decays))
-    return {spec.label: step_bytes(spec, vocab_size, s.train.batch_size, s.train.seq_len, dropout) for spec in s.specs()}
+    """Bytes one training step of each model needs (training/memory.py), at the grid's highest
+    rate and its micro-batch."""
+    micro = micro_batches(s, vocab_size)
+    return {spec.label: step_bytes(spec, vocab_size, micro[spec.label] or s.train.batch_size, s.train.seq_len, _dropout(s))
+            for spec in s.specs()}
 
 
 def describe(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
-    memory = peak_memory(s, vocab_size)
-    lines = [f"  {label}: {t * 1e3:.0f} ms/step, training memory about {gib(memory[label])}" for label, t in per_step.items()]
+    memory, micro = peak_memory(s, vocab_size), micro_batches(s, vocab_size)
+    parts = {label: f" in micro-batches of {m}" if m else "" for label, m in micro.items()}
+    lines = [f"  {label}: {t * 1e3:.0f} ms/step, training memory about {gib(memory[label])}{parts[label]}"
+             for label, t in per_step.items()]
     return "\n".join(lines + [f"  total for one worker: {clock(grid_seconds(s, per_step))}"])

@@ -82,6 +82,10 @@ def add_stage_flags(ap: argparse.ArgumentParser, stage: str | None = None) -> No
     g.add_argument("--dropout-masks", type=int, default=t.dropout_masks,
                    help=f"how dropout masks are drawn on a CPU, {' or '.join(map(str, MASK_FORMS))}: same statistics, "
                         f"different bits (default {t.dropout_masks}; 1 reproduces runs of 0.2)")
+    g.add_argument("--micro-batch", type=int, help="sequences per forward and backward, gradients accumulated over the "
+                   "batch: the same step in less memory (default: the whole batch)")
+    g.add_argument("--memory-budget", type=float, metavar="GIB",
+                   help="GiB a training step may take: each model gets the largest micro-batch that fits (dry run shows it)")
     g.add_argument("--log-every", type=int, default=t.log_every, help=f"training-loss trace interval, the only device sync (default {t.log_every})")
     g.add_argument("--plateau-delta", type=float, default=d.plateau_delta,
                    help=f"model selection: rates within this of the best val loss form the plateau (default {d.plateau_delta})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +18,7 @@ import optuna
 from .attachments import attach_trial
 from ..data.cache import TokenCache
 from ..common.console import clock, log
+from .estimate import micro_batches
 from .grid import search_space, surplus_to
 from ..common.interrupts import check, shield
 from ..model.gpt import ModelSpec
@@ -42,6 +43,7 @@ class PointRunner:
 
     def __post_init__(self):
         self.specs = {spec.label: spec for spec in self.settings.specs()}
+        self.micro = micro_batches(self.settings, self.cache.manifest["vocab_size"])
         self.schedules = {a.name: a for a in self.settings.arms()}
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -61,6 +63,8 @@ class PointRunner:
         point = {name: trial.suggest_categorical(name, values) for name, values in search_space(self.settings).items()}
         threads = [self.threads()]
         trial.set_user_attr("threads", threads[0])
+        if self.micro[point["model"]]:
+            trial.set_user_attr("micro_batch", self.micro[point["model"]])
         self.on_start(point)
         schedule = self.schedules[point["arm"]] if "arm" in point else static(point["dropout"])
         rows: list[dict] = []
@@ -91,7 +95,8 @@ class PointRunner:
         t0 = time.perf_counter()
         try:
             segments = train(self.specs[point["model"]], schedule, self.settings.segments(point), self.cache,
-                             self.settings.train, point["seed"], self.device, trace, between_steps,
+                             replace(self.settings.train, micro_batch=self.micro[point["model"]]), point["seed"],
+                             self.device, trace, between_steps,
                              order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps)
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")

@@ -35,7 +35,7 @@ FIXED = "@fixed"  # a stream arm's twin on the final cap from step 0
 # reads as that value, and a setting at that value stays out of the fingerprint, so stored studies
 # and the committed results keep theirs.
 LATER = {"splits": LEGACY_SPLITS, "order_seeds": None, "fixed_pool_controls": False, "matched_statics": False,
-         "claims": None}
+         "claims": None, "memory_budget": None}
 NOT_SHAPING = ("cache_dir", "use_cached_data", "corpus", "corpus_glob", "lock_from")  # where, not what
 
 
@@ -70,6 +70,7 @@ class Settings:
     fixed_pool_controls: bool | list[str] = False  # stream: every arm (or the named ones) also as ARM@fixed
     matched_statics: bool = False  # stream: a static arm at each decay's time-averaged rate
     claims: dict | None = None  # stream: {"primary": [...]}, declared before the first trial (declared.py)
+    memory_budget: float | None = None  # GiB a training step may take: picks each model's micro-batch (estimate.py)
 
     def specs(self) -> list[ModelSpec]:
         return [parse_model_spec(m) for m in self.models]
@@ -132,6 +133,9 @@ class Settings:
         shaping = {k: v for k, v in self.to_dict().items() if k not in NOT_SHAPING and (k not in LATER or v != LATER[k])}
         if shaping["train"]["dropout_masks"] == LEGACY_MASKS:  # as before the setting existed
             del shaping["train"]["dropout_masks"]
+        for knob in ("micro_batch",):  # knobs added later: absent is what every run before them did
+            if shaping["train"].get(knob) is None:
+                shaping["train"].pop(knob, None)
         blob = json.dumps({"settings": shaping, "data": data_identity}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -164,6 +168,8 @@ def check(s: Settings) -> Settings:
     for name in ("steps", "stage_steps", "vocab_size"):
         _positive(name, getattr(s, name))
     s.train.check()
+    if s.memory_budget is not None and not s.memory_budget > 0:
+        raise UsageError(f"--memory-budget must be a positive number of GiB, got {s.memory_budget}")
     if s.plateau_delta < 0:
         raise UsageError(f"--plateau-delta must not be negative, got {s.plateau_delta}")
     layout = Layout(s.document_order, s.order_seed, s.splits)  # refuses an unknown order or split

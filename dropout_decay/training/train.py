@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int = 500  # intermediate evaluations; every stage also ends with one
     log_every: int = 50
     dropout_masks: int = DEFAULT_MASKS  # how masks are drawn on a CPU (masks.py); 1 replays 0.2's runs
+    micro_batch: int | None = None  # sequences per forward/backward; None: the whole batch at once
 
     def check(self) -> None:
         check_kinds(self)
@@ -62,6 +63,9 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.dropout_masks not in MASK_FORMS:
             raise UsageError(f"--dropout-masks must be one of {', '.join(map(str, MASK_FORMS))}, got {self.dropout_masks}")
+        if self.micro_batch is not None and not (0 < self.micro_batch <= self.batch_size
+                                                  and self.batch_size % self.micro_batch == 0):
+            raise UsageError(f"--micro-batch must divide --batch-size {self.batch_size}, got {self.micro_batch}")
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
             raise UsageError(f"--lr must be positive and --min-lr-ratio in [0, 1], got {self.lr} and {self.min_lr_ratio}")
 
@@ -98,6 +102,25 @@ def _finite(value: float, what: str, step: int) -> float:
     if not math.isfinite(value):
         raise TrainingDiverged(f"non-finite {what} ({value}) at step {step}")
     return value
+
+
+def accumulate(model: GPT, batch: torch.Tensor, micro_batch: int | None) -> torch.Tensor:
+    """Forward and backward the batch, `micro_batch` sequences at a time, gradients summed: each
+    part's mean loss is weighted by its share of the batch, so the loss and the gradient are the
+    whole batch's (to rounding) while only one part's activations are alive at once. Dropout
+    masks are drawn per part: the same statistics, other bits, which is why the setting is
+    recorded and part of the experiment's fingerprint."""
+    if not micro_batch or micro_batch >= batch.shape[0]:  # the path of every run before micro-batches
+        loss = model(batch[:, :-1], batch[:, 1:])
+        loss.backward()
+        return loss
+    parts = batch.split(micro_batch)
+    total = torch.zeros((), device=batch.device)
+    for part in parts:
+        loss = model(part[:, :-1], part[:, 1:]) * (part.shape[0] / batch.shape[0])
+        loss.backward()
+        total += loss.detach()
+    return total
 
 
 UNIFORM_SLACK = 0.01  # nats: the untrained model predicts uniformly (zero head), so trained is below
@@ -162,8 +185,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
             batch = sampler.sample(segment.cap).to(device, non_blocking=True)
-            loss = model(batch[:, :-1], batch[:, 1:])
-            loss.backward()
+            loss = accumulate(model, batch, cfg.micro_batch)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
