@@ -45,7 +45,7 @@ def launch(stage: str, args: argparse.Namespace, argv: list[str]) -> int:
         if stage == "stream":
             from .dryrun import decay_means  # torch and the rest load after Ctrl-C is handled (main.py)
 
-            print(decay_means(s, cache.manifest["vocab_size"]))
+            print(decay_means(s, vocab))
         print(f"estimate on {device.name} ({device.note}):\n{describe(s, step_seconds(s, vocab, device.name, args.threads), vocab)}")
         return 0
     out = Path(args.output_dir) if args.output_dir else (

@@ -14,12 +14,15 @@ from .settings import Settings
 from ..training.memory import gib, step_bytes
 from ..training.train import accumulate, make_optimizer
 
+DRY_RUN_ACTIVATIONS = 2**30  # bytes: the dry run times a big batch in parts that fit in this
 EVAL_COST = 1 / 3  # an evaluation batch (forward only, no dropout) costs about a third of a step
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, float]:
     """Seconds per training step of each model (best of two after a warm-up), at the highest rate
-    the grid uses (dropout makes a step dearer, so the estimate errs long), in the model's micro-batches. On a CPU, timed with the
+    the grid uses (dropout makes a step dearer, so the estimate errs long), in the model's micro-batches;
+    without them, in parts whose activations fit in 1 GiB, so a dry run of the seed's models does
+    not need the 8 GiB their whole batch would (parts cost a little more time: errs long again). On a CPU, timed with the
     threads the run would take (the cores shared with workers already live): torch's default of
     every core, beside a running worker, made a step 50 times slower than either alone."""
     cfg, out = s.train, {}
@@ -27,6 +30,10 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
         cpu.share(cpu.planned_threads(threads))
     rate, micro = max(s.dropout_rates or [0.0]), micro_batches(s, vocab_size)
     for spec in s.specs():
+        state = step_bytes(spec, vocab_size, 0, cfg.seq_len, False)  # weights, gradients, AdamW, runtime
+        parts = [m for m in range(cfg.batch_size, 0, -1) if cfg.batch_size % m == 0
+                 and step_bytes(spec, vocab_size, m, cfg.seq_len, rate > 0) - state <= DRY_RUN_ACTIVATIONS]
+        timed = micro[spec.label] or (parts[0] if parts else 1)
         torch.manual_seed(0)
         model = GPT(spec, vocab_size, cfg.seq_len).to(device)
         model.set_dropout(rate)
@@ -35,7 +42,7 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            accumulate(model, x, micro[spec.label])
+            accumulate(model, x, timed)
             opt.step()
             opt.zero_grad()
             float(model.lm_head.weight.detach()[0, 0])  # sync
