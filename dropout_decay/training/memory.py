@@ -18,7 +18,7 @@ from ..model.gpt import ModelSpec
 BYTES = 4  # fp32
 STATE_PER_PARAM = 4 * BYTES  # weight, gradient, AdamW's first and second moments
 PER_TOKEN_WIDTH = 27  # width-sized tensors kept per token and layer
-PER_ATTENTION_CELL = 3  # heads x T x T tensors kept per layer with dropout on (mask, scores, weights)
+PER_ATTENTION_CELL = 3  # heads x T x T floats kept per layer with dropout on; errs high for whole seed-size batches
 PER_LOGIT = 3  # logits, soft-capped logits, softmax
 RUNTIME = 115 * 2**20  # bytes torch takes on the first training step whatever the model (measured)
 
@@ -30,7 +30,7 @@ def step_bytes(spec: ModelSpec, vocab_size: int, batch_size: int, seq_len: int, 
     if dropout:
         per_layer += PER_ATTENTION_CELL * batch_size * spec.heads * seq_len * seq_len
     activations = spec.depth * per_layer + PER_LOGIT * tokens * vocab_size
-    return RUNTIME + STATE_PER_PARAM * spec.n_params(vocab_size) + BYTES * activations
+    return RUNTIME + STATE_PER_PARAM * spec.n_params(vocab_size) + round(BYTES * activations)
 
 
 def gib(n_bytes: float) -> str:
