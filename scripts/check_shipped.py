@@ -56,7 +56,7 @@ def main() -> None:
         if problem is None and stated and wall > stated * 1.25:
             problem = f"took {wall:.0f} s, the file says {stated:.0f} s"
         failures += problem is not None
-        answer = next((line for line in done.stderr.splitlines() if line.startswith("answer:")), "")
+        answer = next((line for line in reversed(done.stderr.splitlines()) if line.startswith("answer:")), "")
         print(f"{name:<16} {wall:>6.0f}s {stated or float('nan'):>6.0f}s  {problem or 'ok'}  {answer[:120]}", flush=True)
     sys.exit(1 if failures else 0)
 

@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     if argv[0] == "--version":
-        from importlib.metadata import version
+        from .. import __version__
 
-        print(f"dropout-decay {version('dropout-decay')}")
+        print(f"dropout-decay {__version__}")
         return 0
     return run_command(lambda: dispatch(argv[0], argv[1:], [PROG, *argv]))
 
