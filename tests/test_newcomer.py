@@ -16,7 +16,7 @@ import pytest
 from dropout_decay.cli import main as cli
 from dropout_decay.sweep.plan import load_workflow
 from dropout_decay.sweep.studyfiles import load_study_file, read_toml
-from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.sweep.settings import Settings
 
 from conftest import TEST_VOCAB, TRAIN
 
@@ -123,12 +123,14 @@ def shipped_stages():
     for path in sorted((ROOT / "studies").glob("*.toml")):
         _, data = read_toml(str(path))
         if "workflow" not in data:
-            yield path.stem, data["stage"], check(Settings.from_dict(load_study_file(str(path)), stored=False))
+            yield path.stem, data["stage"], Settings.from_dict(load_study_file(str(path)), stored=False)
             continue
         wf = load_workflow(str(path))
+        screen = wf.settings("screen", {})
         for stage in wf.stages:
-            handed = {"models": ["winner=1x2x32"], "dropout_rates": [0.0, 0.1, 0.2]} if stage != "screen" else {}
-            yield path.stem, stage, wf.settings(stage, handed)
+            handed = {"models": ["winner=1x2x32"], "dropout_rates": [0.0, 0.1, 0.2],
+                      **({"token_limits": screen.token_limits} if stage == "confirm" else {})}
+            yield path.stem, stage, screen if stage == "screen" else wf.settings(stage, handed)
 
 
 @pytest.mark.parametrize("name, stage, settings", list(shipped_stages()), ids=lambda x: x if isinstance(x, str) else "")
