@@ -235,7 +235,7 @@ def test_stream_only_settings_are_refused_elsewhere_and_as_is_order_has_no_order
     base = ["screen", "--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
             "--models", "1x2x32", "--dropout-rates", "0", "0.1", "0.3", "--output-dir", str(tmp_path / "r"), *TRAIN]
     assert cli.main([*base, "--fixed-pool-controls"]) == 2
-    assert "fixed-pool-controls applies to a stream, not to screen" in capsys.readouterr().err
+    assert "--fixed-pool-controls does not apply to a screen (it is a flag of stream)" in capsys.readouterr().err
     assert cli.main([*base, "--order-seeds", "0", "1", "--document-order", "as-is"]) == 2
     assert "a corpus kept --document-order as-is has no other order" in capsys.readouterr().err
     with pytest.raises(UsageError, match="UNTIL must be a fraction of the run in"):

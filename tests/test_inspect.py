@@ -22,6 +22,7 @@ from dropout_decay.model.gpt import parse_model_spec
 from dropout_decay.sweep.provenance import data_identity
 from dropout_decay.sweep.settings import Settings
 from dropout_decay.model.schedules import parse_decay
+from dropout_decay.report.notes import SEED_IMPORTANCE
 from dropout_decay.training.train import Segment, TrainConfig, train
 from dropout_decay.sweep.storage import open_storage, sqlite_url
 
@@ -124,7 +125,7 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
     assert sorted(optuna.study.get_all_study_names(storage)) == [original, f"{original}-replay-1", f"{original}-replay-2"]
     note = optuna_note(out, f"{original}-replay-1")
     assert "6 of 6 replayed points are bitwise identical" in note
-    verdict = optuna_note(out, original).split("\n\n## Replay")[0]
+    verdict = optuna_note(out, original).split("\n\n## Replay")[0].removesuffix(f"\n\n{SEED_IMPORTANCE}")
     assert note.startswith(verdict) and verdict.startswith("## stream: does decaying dropout beat")  # then the replay
 
 
@@ -187,7 +188,8 @@ def test_dashboard_serves_studies_trials_and_the_verdict_note_over_http(cache_di
         assert {"train_loss", "val_loss", "gap"} <= {a["key"] for a in trial["user_attrs"]}
         assert [v["step"] for v in trial["intermediate_values"]] == [15, 30]  # learning curve
         assert "where does validation loss bottom out in p?" in detail["note"]["body"]
-        assert "| 1x2x32 (1x2x32) |" in detail["note"]["body"]
+        assert "| 1x2x32 |" in detail["note"]["body"] and "(1x2x32)" not in detail["note"]["body"]  # named once
+        assert detail["note"]["body"].endswith(SEED_IMPORTANCE)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
