@@ -141,8 +141,15 @@ def checkpoint(study: optuna.Study) -> None:
     (copy it, mail it, open it in optuna-dashboard). No-op for other storages."""
     engine = engine_of(study._storage)
     if engine is not None and engine.url.get_backend_name() == "sqlite":
-        with engine.connect() as con:
-            con.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            with engine.connect() as con:
+                con.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlalchemy.exc.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            # A statement a Ctrl-C cut short still holds its table (seen when a second Ctrl-C
+            # came during the first one's cleanup). The log stays beside the file, nothing is
+            # lost, and the next checkpoint folds it in.
 
 
 def _half_made(study: optuna.Study) -> bool:
