@@ -31,9 +31,8 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
     rate, micro = max(s.dropout_rates or [0.0]), micro_batches(s, vocab_size)
     for spec in s.specs():
         state = step_bytes(spec, vocab_size, 0, cfg.seq_len, False)  # weights, gradients, AdamW, runtime
-        parts = [m for m in range(cfg.batch_size, 0, -1) if cfg.batch_size % m == 0
-                 and step_bytes(spec, vocab_size, m, cfg.seq_len, rate > 0) - state <= DRY_RUN_ACTIVATIONS]
-        timed = micro[spec.label] or (parts[0] if parts else 1)
+        timed = micro[spec.label] or largest_part(
+            spec, vocab_size, s, rate > 0, lambda need: need - state <= DRY_RUN_ACTIVATIONS) or 1
         torch.manual_seed(0)
         model = GPT(spec, vocab_size, cfg.seq_len).to(device)
         model.set_dropout(rate)
@@ -78,6 +77,13 @@ def _dropout(s: Settings) -> bool:
     return max(s.dropout_rates or [0.0]) > 0 or (s.stage == "stream" and bool(s.decays))
 
 
+def largest_part(spec, vocab_size: int, s: Settings, dropout: bool, fits) -> int | None:
+    """The largest divisor of the batch whose step's bytes `fits` accepts (None if none does)."""
+    cfg = s.train
+    return next((m for m in range(cfg.batch_size, 0, -1) if cfg.batch_size % m == 0
+                 and fits(step_bytes(spec, vocab_size, m, cfg.seq_len, dropout))), None)
+
+
 def micro_batches(s: Settings, vocab_size: int) -> dict[str, int | None]:
     """Each model's micro-batch: the one given, else the largest divisor of the batch whose step
     fits `memory_budget` (None: the whole batch). Refuses a budget no micro-batch meets."""
@@ -86,13 +92,12 @@ def micro_batches(s: Settings, vocab_size: int) -> dict[str, int | None]:
         if cfg.micro_batch or s.memory_budget is None:
             out[spec.label] = cfg.micro_batch
             continue
-        fits = [m for m in range(cfg.batch_size, 0, -1) if cfg.batch_size % m == 0
-                and step_bytes(spec, vocab_size, m, cfg.seq_len, _dropout(s)) <= s.memory_budget * 2**30]
-        if not fits:
+        part = largest_part(spec, vocab_size, s, _dropout(s), lambda need: need <= s.memory_budget * 2**30)
+        if part is None:
             least = step_bytes(spec, vocab_size, 1, cfg.seq_len, _dropout(s))
             raise UsageError(f"--memory-budget {s.memory_budget:g} GiB: {spec.label} needs {gib(least)} even one sequence "
                              "at a time; raise the budget or use a smaller model or --seq-len")
-        out[spec.label] = None if fits[0] == cfg.batch_size else fits[0]
+        out[spec.label] = None if part == cfg.batch_size else part
     return out
 
 
