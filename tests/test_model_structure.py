@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from dropout_decay.model.masks import drop, drop_keys, drop_threshold, keep_mask
-from dropout_decay.model.gpt import GPT, norm, parse_model_spec, rotate
+from dropout_decay.model.masks import drop, drop_threshold, keep_keys, keep_mask
+from dropout_decay.model.gpt import GPT, attend_dropping_keys, norm, parse_model_spec, rotate
 
 V, T = 50, 12
 
@@ -192,11 +192,8 @@ def test_attention_dropout_masks_keys_before_the_softmax_in_training_only():
 def test_drop_key_masks_are_causal_keep_the_diagonal_and_mask_at_the_rate(form, n):
     torch.manual_seed(0)
     p, batch = 0.3, 4000 // n
-    mask = drop_keys(batch, 4, n, p, torch.device("cpu"), torch.float32, form)
-    assert mask.dtype == torch.float32 and mask.shape == (batch, 4, n, n)
-    assert drop_keys(1, 1, n, p, torch.device("cpu"), torch.float64, form).dtype == torch.float64
-    assert set(mask.unique().tolist()) == {0.0, -math.inf}  # additive: attend or not
-    keep = mask == 0
+    keep = keep_keys(batch, 4, n, p, torch.device("cpu"), form)
+    assert keep.dtype == torch.bool and keep.shape == (batch, 4, n, n)
     assert not keep.triu(1).any()  # never a later key
     assert keep.diagonal(dim1=-2, dim2=-1).all()  # always itself
     below = torch.ones(n, n, dtype=torch.bool).tril(-1)
@@ -208,12 +205,41 @@ def test_drop_key_masks_are_causal_keep_the_diagonal_and_mask_at_the_rate(form, 
     assert per_position.sub(p).abs().max().item() < 6 * math.sqrt(p * (1 - p) / (batch * 4))
 
 
+def test_dropkey_attention_keeps_a_one_byte_mask_for_backward_with_the_plain_calls_numbers():
+    """The checkpointed attention must give the plain masked call's output and gradients bit for
+    bit, while autograd keeps one byte per (query, key) pair where the plain call keeps a float
+    mask (an independent oracle: the bytes of every tensor saved for backward, counted by hook)."""
+    torch.manual_seed(0)
+    B, H, T, D = 3, 4, 32, 8
+    q, k, v = (torch.randn(B, H, T, D, requires_grad=True) for _ in range(3))
+    keep = keep_keys(B, H, T, 0.3, torch.device("cpu"), 2)
+
+    def saved_bytes_and_grads(attend):
+        saved = {}
+        def pack(t):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = attend()
+        g = torch.linspace(-1, 1, y.numel()).view_as(y)
+        return sum(saved.values()), y, torch.autograd.grad(y, (q, k, v), g)
+
+    additive = torch.zeros(B, H, T, T).masked_fill(~keep, -math.inf)
+    plain_bytes, plain, plain_grads = saved_bytes_and_grads(
+        lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=additive))
+    kept_bytes, ours, our_grads = saved_bytes_and_grads(lambda: attend_dropping_keys(q, k, v, keep))
+    assert torch.equal(ours, plain) and all(torch.equal(a, b) for a, b in zip(our_grads, plain_grads))
+    qkv_bytes, pairs = 3 * B * H * T * D * 4, B * H * T * T
+    assert kept_bytes == qkv_bytes + pairs  # q, k, v and the boolean mask: nothing T x T in floats
+    assert plain_bytes >= qkv_bytes + 4 * pairs
+
+
 def test_form_2_attention_masks_are_independent_across_the_blocks_that_share_a_draw():
     """Form 2 takes the top-left and the bottom-right block from one draw's two triangles: a
     kept pair there must say nothing about its mirror (a shared bit would correlate them)."""
     torch.manual_seed(1)
     n, h = 16, 8
-    keep = (drop_keys(2000, 4, n, 0.5, torch.device("cpu"), torch.float32, 2) == 0).float().flatten(0, 1)
+    keep = keep_keys(2000, 4, n, 0.5, torch.device("cpu"), 2).float().flatten(0, 1)
     for i, j in [(3, 1), (7, 0), (5, 4)]:  # (i, j) below the diagonal of the top-left block
         a, b = keep[:, i, j], keep[:, h + i, h + j]  # the top-left pair drawn from X[i, j], its mirror from X[j, i]
         assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 0.05
@@ -236,8 +262,8 @@ def test_a_rate_too_small_for_16_bits_drops_one_draw_in_65536_instead_of_failing
     cpu = torch.device("cpu")
     assert drop_threshold(1e-7) == -32768 and drop_threshold(1 / 65536) == -32768
     torch.manual_seed(0)
-    mask = drop_keys(2, 2, 8, 1e-7, cpu, torch.float32, form)
-    assert torch.equal(mask == 0, torch.ones(8, 8, dtype=torch.bool).tril().expand(2, 2, 8, 8))  # at 2^-16 none of these dropped
+    keep = keep_keys(2, 2, 8, 1e-7, cpu, form)
+    assert torch.equal(keep, torch.ones(8, 8, dtype=torch.bool).tril().expand(2, 2, 8, 8))  # at 2^-16 none of these dropped
     x = torch.ones(1000)
     assert torch.equal(drop(x, 1e-7, True, form), x * (1 / (1 - 1e-7)))
 
@@ -251,7 +277,7 @@ def test_form_1_draws_the_masks_of_0_2_bit_for_bit():
 
     torch.manual_seed(7)
     kept = drop(torch.ones(1000), 0.3, True, 1) != 0
-    attended = drop_keys(2, 3, 9, 0.3, torch.device("cpu"), torch.float32, 1) == 0
+    attended = keep_keys(2, 3, 9, 0.3, torch.device("cpu"), 1)
     assert (digest(kept), kept.sum().item()) == ("73bc4ac511f580e8", 707)
     assert (digest(attended), attended.sum().item()) == ("48620db701e8c421", 199)
 
@@ -274,7 +300,7 @@ def test_a_form_1_model_trains_on_the_masks_of_0_2():
 def test_both_mask_forms_follow_the_torch_seed_and_differ_from_each_other():
     def draw(form, seed):
         torch.manual_seed(seed)
-        return keep_mask((1000,), 0.5, torch.device("cpu"), form), drop_keys(2, 2, 9, 0.5, torch.device("cpu"), torch.float32, form)
+        return keep_mask((1000,), 0.5, torch.device("cpu"), form), keep_keys(2, 2, 9, 0.5, torch.device("cpu"), form)
 
     for form in (1, 2):
         assert all(torch.equal(a, b) for a, b in zip(draw(form, 3), draw(form, 3)))
@@ -287,5 +313,5 @@ def test_masks_for_another_device_are_made_on_that_device():
     meta = torch.device("meta")
     mask = keep_mask((3, 5), 0.1, meta)
     assert (mask.device, mask.dtype, tuple(mask.shape)) == (meta, torch.bool, (3, 5))
-    keys = drop_keys(2, 3, 7, 0.1, meta, torch.float16)
-    assert (keys.device, keys.dtype, tuple(keys.shape)) == (meta, torch.float16, (2, 3, 7, 7))
+    keys = keep_keys(2, 3, 7, 0.1, meta)
+    assert (keys.device, keys.dtype, tuple(keys.shape)) == (meta, torch.bool, (2, 3, 7, 7))

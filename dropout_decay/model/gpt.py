@@ -48,9 +48,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..common.errors import UsageError
-from .masks import DEFAULT_MASKS, drop, drop_keys
+from .masks import DEFAULT_MASKS, drop, keep_keys
 
 SOFTCAP = 15.0
 ROPE_BASE = 10_000
@@ -109,6 +110,21 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([a * cos + b * sin, b * cos - a * sin], dim=-1)
 
 
+def _masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    # additive, as SDPA would make a boolean mask in every forward and backward call anyway
+    attend, masked = (torch.tensor(x, dtype=q.dtype, device=q.device) for x in (0.0, -math.inf))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=torch.where(keep, attend, masked))
+
+
+def attend_dropping_keys(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Attention under DropKey's boolean mask, recomputed from that mask in backward. A masked
+    call cannot use the fused kernel, so autograd would keep the float mask and the softmax's
+    weights, about twelve bytes per (query, key) pair and layer (at the seed's 16x8x384 and
+    batch, 3 GiB); this keeps the one-byte mask, for one more attention forward per layer.
+    Same mask, same arithmetic: outputs and gradients are bitwise those of the plain call."""
+    return checkpoint(_masked_attention, q, k, v, keep, use_reentrant=False, preserve_rng_state=False)
+
+
 class Attention(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -123,7 +139,7 @@ class Attention(nn.Module):
         qk = norm(rotate(qkv[:, :, : 2 * self.heads], cos, sin))  # rotary, then QK norm, as nanochat
         q, k, v = (t.transpose(1, 2) for t in (qk[:, :, : self.heads], qk[:, :, self.heads :], qkv[:, :, 2 * self.heads :]))
         if self.training and p > 0:  # DropKey: mask keys before the softmax; a query always keeps itself
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=drop_keys(B, self.heads, T, p, x.device, q.dtype, masks))
+            y = attend_dropping_keys(q, k, v, keep_keys(B, self.heads, T, p, x.device, masks))
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))

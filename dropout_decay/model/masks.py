@@ -77,17 +77,15 @@ def _below_diagonal(n: int, p: float) -> torch.Tensor:
     return threshold.masked_fill_(torch.ones(n, n, dtype=torch.bool).tril(-1), drop_threshold(p))
 
 
-def drop_keys(batch: int, heads: int, T: int, p: float, device: torch.device, dtype: torch.dtype,
-              form: int = DEFAULT_MASKS) -> torch.Tensor:
-    """DropKey's attention mask, additive (0 = attend, -inf = masked): causal, each earlier key
-    masked with probability p, the diagonal always kept. Additive because SDPA turns a boolean
-    mask into this form in every forward and backward call; made once here it is cheaper."""
-    attend, masked = torch.tensor(0.0, dtype=dtype, device=device), torch.tensor(-math.inf, dtype=dtype, device=device)
+def keep_keys(batch: int, heads: int, T: int, p: float, device: torch.device, form: int = DEFAULT_MASKS) -> torch.Tensor:
+    """DropKey's mask, True where a query attends: causal, each earlier key dropped with
+    probability p, the diagonal always kept. Boolean, one byte a pair, because the attention
+    keeps this mask for its backward pass (gpt.py) rather than a float one."""
     if device.type != "cpu":
         keep = keep_mask((batch, heads, T, T), p, device) | torch.eye(T, dtype=torch.bool, device=device)
-        return torch.where(keep & torch.ones(T, T, dtype=torch.bool, device=device).tril(), attend, masked)
+        return keep & torch.ones(T, T, dtype=torch.bool, device=device).tril()
     if form == 1:
-        mask = torch.where(torch_int16((batch, heads, T, T)) > _below_diagonal(T, p), attend, masked)
+        keep = torch_int16((batch, heads, T, T)) > _below_diagonal(T, p)
     else:
         # Only the pairs below the diagonal need bits. Split at h = ceil(T/2): the lower-left
         # block needs all (T-h) x h, the two diagonal blocks one strict triangle each, which
@@ -96,13 +94,13 @@ def drop_keys(batch: int, heads: int, T: int, p: float, device: torch.device, dt
         h, r = (T + 1) // 2, T // 2
         draws, threshold = pcg64_int16((batch, heads, T, h)), _below_diagonal(h, p)
         X = draws[..., :h, :]
-        mask = torch.empty(batch, heads, T, T, dtype=dtype)
-        torch.where(X > threshold, attend, masked, out=mask[..., :h, :h])
-        torch.where(draws[..., h:, :] > drop_threshold(p), attend, masked, out=mask[..., h:, :h])
-        torch.where(X[..., :r, :r].transpose(-1, -2) > threshold[:r, :r], attend, masked, out=mask[..., h:, h:])
-        mask[..., :h, h:] = -math.inf
-    mask.diagonal(dim1=-2, dim2=-1).fill_(0.0)
-    return mask
+        keep = torch.empty(batch, heads, T, T, dtype=torch.bool)
+        torch.gt(X, threshold, out=keep[..., :h, :h])
+        torch.gt(draws[..., h:, :], drop_threshold(p), out=keep[..., h:, :h])
+        torch.gt(X[..., :r, :r].transpose(-1, -2), threshold[:r, :r], out=keep[..., h:, h:])
+        keep[..., :h, h:] = False
+    keep.diagonal(dim1=-2, dim2=-1).fill_(True)
+    return keep
 
 
 def describe(form: int) -> dict:
