@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..data.prepare import prepare_cache
 from ..common.console import clock
 from ..training.device import select_device
-from ..sweep.estimate import grid_seconds, peak_memory, step_seconds
+from ..sweep.estimate import grid_seconds, peak_memory, per_step_text, step_seconds
 from ..training.memory import gib
 from ..sweep.plan import WorkflowFile
 from ..sweep.scale import side_by_side
@@ -25,7 +25,7 @@ def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
     cache = prepare_cache(screen.data_source())
     screen = resolve(screen, cache)
     per_step = step_seconds(screen, cache.manifest["vocab_size"], device.name, threads)
-    dearest = max(screen.specs(), key=lambda m: per_step[m.label])
+    dearest = max(screen.specs(), key=lambda m: per_step[m.label].dropping)
     winner = {"models": [f"winner={dearest.shape}"]}
     cost = {"winner": per_step[dearest.label]}
     plan = [("screen", screen, per_step)]
@@ -52,8 +52,8 @@ def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
         if name == "stream" and "decays" in wf.tables["stream"]:
             print(f"    {decay_means(s, cache.manifest['vocab_size'])}")
     memory = peak_memory(screen, cache.manifest["vocab_size"])
-    for label, t in per_step.items():
-        print(f"    {label}: {t * 1e3:.0f} ms/step on {device.name}, training memory about {gib(memory[label])}")
+    for label, cost in per_step.items():
+        print(f"    {label}: {per_step_text(cost)} on {device.name}, training memory about {gib(memory[label])}")
     print(f"  total for one worker: about {clock(total)} (later stages assume the dearest model wins)")
     if wf.scale_model:
         print("\n".join(side_by_side(wf)))

@@ -76,14 +76,21 @@ class Schedule:
         return a + (b - a) * (k / (n - 1) if n > 1 else 0.0)
 
 
-    def mean_rate(self, steps: list[int]) -> float:
-        """The rate averaged over every step of a run whose segments have `steps` steps each
-        (the schedule already set for that run's caps): what a matched static arm uses."""
-        total, step, summed = sum(steps), 0, 0.0
+    def rates_at(self, steps: list[int]):
+        """The rate at every step of a run whose segments have `steps` steps each (the schedule
+        already set for that run's caps), in order."""
+        total, step = sum(steps), 0
         for segment, n in enumerate(steps):
-            summed += sum(self.rate((step + i) / max(total - 1, 1), segment) for i in range(n))
+            yield from (self.rate((step + i) / max(total - 1, 1), segment) for i in range(n))
             step += n
-        return summed / total
+
+    def mean_rate(self, steps: list[int]) -> float:
+        """The rate averaged over every step of such a run: what a matched static arm uses."""
+        return sum(self.rates_at(steps)) / sum(steps)
+
+    def share_dropping(self, steps: list[int]) -> float:
+        """The share of such a run's steps that drop anything (rate > 0): the dearer steps."""
+        return sum(p > 0 for p in self.rates_at(steps)) / sum(steps)
 
 
 def static(p: float) -> Schedule:

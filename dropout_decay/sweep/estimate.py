@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -18,58 +19,75 @@ DRY_RUN_ACTIVATIONS = 2**30  # bytes: the dry run times a big batch in parts tha
 EVAL_COST = 1 / 3  # an evaluation batch (forward only, no dropout) costs about a third of a step
 
 
-def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, float]:
-    """Seconds per training step of each model (best of two after a warm-up), at the highest rate
-    the grid uses (dropout makes a step dearer, so the estimate errs long), in the model's micro-batches;
+@dataclass(frozen=True)
+class StepCost:
+    """Seconds of one training step of a model: at p = 0 (no masks drawn, the fused attention
+    kernel) and with any rate above 0 (masks drawn and the masked attention recomputed in
+    backward; what the rate is barely matters)."""
+    plain: float
+    dropping: float
+
+
+def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, StepCost]:
+    """Each model's StepCost (best of two after a warm-up each), in the model's micro-batches;
     without them, in parts whose activations fit in 1 GiB, so a dry run of the seed's models does
-    not need the 8 GiB their whole batch would (parts cost a little more time: errs long again). On a CPU, timed with the
-    threads the run would take (the cores shared with workers already live): torch's default of
-    every core, beside a running worker, made a step 50 times slower than either alone."""
+    not need the 8 GiB their whole batch would (parts cost a little more time: errs long). On a
+    CPU, timed with the threads the run would take (the cores shared with workers already live):
+    torch's default of every core, beside a running worker, made a step 50 times slower than either alone."""
     cfg, out = s.train, {}
     if device == "cpu":
         cpu.share(cpu.planned_threads(threads))
-    rate, micro = max(s.dropout_rates or [0.0]), micro_batches(s, vocab_size)
+    micro, dropout = micro_batches(s, vocab_size), _dropout(s)
     for spec in s.specs():
         state = step_bytes(spec, vocab_size, 0, cfg.seq_len, False)  # weights, gradients, AdamW, runtime
         timed = micro[spec.label] or largest_part(
-            spec, vocab_size, s, rate > 0, lambda need: need - state <= DRY_RUN_ACTIVATIONS) or 1
+            spec, vocab_size, s, dropout, lambda need: need - state <= DRY_RUN_ACTIVATIONS) or 1
         torch.manual_seed(0)
         model = GPT(spec, vocab_size, cfg.seq_len).to(device)
-        model.set_dropout(rate)
         opt = make_optimizer(model, cfg, device)
         x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            accumulate(model, x, timed)
-            opt.step()
-            opt.zero_grad()
-            float(model.lm_head.weight.detach()[0, 0])  # sync
-            times.append(time.perf_counter() - t)
-        out[spec.label] = min(times[1:])
+
+        def best_of_two(p: float) -> float:
+            model.set_dropout(p)
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                accumulate(model, x, timed)
+                opt.step()
+                opt.zero_grad()
+                float(model.lm_head.weight.detach()[0, 0])  # sync
+                times.append(time.perf_counter() - t)
+            return min(times[1:])
+
+        plain = best_of_two(0.0)
+        out[spec.label] = StepCost(plain, best_of_two(0.1) if dropout else plain)
     return out
 
 
-def point_steps(s: Settings) -> list[tuple[int, int]]:
-    """(optimiser steps, evaluations) of each kind of point in the grid, one per token limit."""
+def point_steps(s: Settings) -> list[tuple[list[int], int]]:
+    """(optimiser steps of each segment, evaluations) of each kind of point in the grid, one per token limit."""
     cfg = s.train
     if s.stage == "stream":
         steps = s.stage_steps * len(s.stream_token_caps)
-        return [(steps, (steps // cfg.eval_every if cfg.eval_every else 0) + len(s.stream_token_caps))]
-    return [(n, (n // cfg.eval_every if cfg.eval_every else 0) + 1) for n in map(s.steps_for, s.token_limits)]
+        return [([s.stage_steps] * len(s.stream_token_caps),
+                 (steps // cfg.eval_every if cfg.eval_every else 0) + len(s.stream_token_caps))]
+    return [([n], (n // cfg.eval_every if cfg.eval_every else 0) + 1) for n in map(s.steps_for, s.token_limits)]
 
 
-def grid_seconds(s: Settings, per_step: dict[str, float]) -> float:
-    """Seconds one worker needs for the whole grid: every point of every model, each evaluation
-    on the training pool, validation and (where the layout has one) test batches."""
+def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
+    """Seconds one worker needs for the whole grid: every point of every model, its steps with
+    dropout on at the dearer cost, each evaluation (forward only, no dropout) on the training
+    pool, validation and (where the layout has one) test batches."""
     cfg = s.train
     replicates = len(s.seeds) * len(s.order_seeds or [None])
-    per_model = replicates * (len(s.arms()) if s.stage == "stream" else len(s.dropout_rates))
     eval_sets = 3 if s.layout().has_test else 2
+    arms = [a if a.shape == "calibrated" else a.for_stream(s.stream_token_caps or [0], 0) for a in s.arms()]
     total = 0.0
-    for step in per_step.values():
-        for steps, evals in point_steps(s):
-            total += per_model * step * (steps + evals * eval_sets * cfg.eval_batches * EVAL_COST)
+    for cost in per_step.values():
+        for segments, evals in point_steps(s):
+            for arm in arms:
+                steps = sum(segments) * (cost.plain + arm.share_dropping(segments) * (cost.dropping - cost.plain))
+                total += replicates * (steps + evals * eval_sets * cfg.eval_batches * EVAL_COST * cost.plain)
     return total
 
 
@@ -112,6 +130,11 @@ def peak_memory(s: Settings, vocab_size: int) -> dict[str, int]:
 def describe(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
     memory, micro = peak_memory(s, vocab_size), micro_batches(s, vocab_size)
     parts = {label: f" in micro-batches of {m}" if m else "" for label, m in micro.items()}
-    lines = [f"  {label}: {t * 1e3:.0f} ms/step, training memory about {gib(memory[label])}{parts[label]}"
-             for label, t in per_step.items()]
+    lines = [f"  {label}: {per_step_text(cost)}, training memory about {gib(memory[label])}{parts[label]}"
+             for label, cost in per_step.items()]
     return "\n".join(lines + [f"  total for one worker: {clock(grid_seconds(s, per_step))}"])
+
+
+def per_step_text(cost: StepCost) -> str:
+    dropping = f" ({cost.dropping * 1e3:.0f} with dropout)" if cost.dropping != cost.plain else ""
+    return f"{cost.plain * 1e3:.0f} ms/step{dropping}"
