@@ -1,10 +1,13 @@
-"""Peak memory of one training step, measured against the dry run's estimate (training/memory.py).
+"""Peak memory and time of one training step, against the dry run's estimates.
 
-Each shape trains in a fresh child process (Linux: peak RSS from /proc, its high-water mark reset
+Each case trains in a fresh child process (Linux: peak RSS from /proc, its high-water mark reset
 after a warm-up step): the step's memory is that peak less the RSS before the model was built.
-Printed per shape: the estimate, the measurement, their ratio and the step time, at dropout 0 and,
-at 0.1 (dropout keeps the attention's mask and weights for backward), for each micro-batch, with
-the step time against the whole batch's.
+Per model: dropout 0 on the whole batch; dropout 0.1 in micro-batches of 32, 16, 8 and 4 as the
+attention now runs (its one-byte DropKey mask kept for backward, the masked attention recomputed)
+and, as "before", with the float mask autograd kept through 0.5 (the plain masked call); each with
+the estimate of training/memory.py and the step time against the whole batch's before. Then the
+dry run's own per-model figures (`screen --dry-run --memory-budget`) beside the measurements
+at the micro-batch it chose.
 
     .venv/bin/python scripts/bench_memory.py                 # the seed's three models at its batch
     .venv/bin/python scripts/bench_memory.py --small         # CPU-sized shapes, seconds each
@@ -12,6 +15,7 @@ the step time against the whole batch's.
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +30,7 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 import torch
+from dropout_decay.model import gpt
 from dropout_decay.model.gpt import GPT, parse_model_spec
 from dropout_decay.training.train import TrainConfig, accumulate, make_optimizer
 
@@ -34,6 +39,8 @@ def rss(field):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
 
+if {before}:
+    gpt.attend_dropping_keys = gpt._masked_attention  # autograd keeps the float mask, as through 0.5
 torch.manual_seed(0)
 base = rss("VmRSS:")
 model = GPT(parse_model_spec({spec!r}), {vocab}, {seq_len})
@@ -52,33 +59,66 @@ print(json.dumps({{"peak": rss("VmHWM:") - base, "seconds": time.perf_counter() 
 """
 
 
-def measure(spec: str, vocab: int, batch: int, seq_len: int, p: float, micro: int) -> dict:
-    code = CHILD.format(root=str(ROOT), spec=spec, vocab=vocab, batch=batch, seq_len=seq_len, p=p, micro=micro)
+def measure(spec: str, vocab: int, batch: int, seq_len: int, p: float, micro: int, before: bool = False) -> dict:
+    code = CHILD.format(root=str(ROOT), spec=spec, vocab=vocab, batch=batch, seq_len=seq_len, p=p, micro=micro, before=before)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
         sys.exit(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def dry_run(shapes: list[str], budget: float) -> dict[str, dict]:
+    """The dry run's figures per model: ms/step with dropout, memory and micro-batch."""
+    done = subprocess.run([sys.executable, "-m", "dropout_decay.study", "screen", "--device", "cpu", "--use-cached-data",
+                           "--models", *shapes, "--seeds", "1", "--dropout-rates", "0", "0.1", "--token-limits", "100000",
+                           "--steps", "10", "--memory-budget", str(budget), "--dry-run"],
+                          capture_output=True, text=True, cwd=ROOT)
+    out = {}
+    for m in re.finditer(r"(\S+): (\d+) ms/step \((\d+) with dropout\), training memory about ([\d.]+) GiB"
+                         r"(?: in micro-batches of (\d+))?", done.stdout):
+        out[m[1]] = {"ms": int(m[3]), "gib": float(m[4]), "micro": int(m[5] or 0) or None}
+    if len(out) != len(shapes):
+        sys.exit(f"no per-model figures in the dry run's output:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="CPU-sized shapes (vocab 1024, 16 x 64) instead of the seed's")
+    ap.add_argument("--budget", type=float, default=3.0, help="the dry run's --memory-budget in GiB (default 3)")
     args = ap.parse_args()
     if args.small:
-        shapes, vocab, batch, seq_len, micros = ["2x4x96", "3x4x96", "2x4x128", "4x4x128"], 1024, 16, 64, (16,)
+        shapes, vocab, batch, seq_len, micros, befores = ["2x4x96", "3x4x96", "2x4x128"], 1024, 16, 64, (16, 4), (16,)
     else:
-        shapes, vocab, batch, seq_len, micros = ["8x8x256", "12x8x384", "16x8x384"], 4096, 32, 256, (32, 16, 8, 4)
+        shapes, vocab, batch, seq_len, micros, befores = ["8x8x256", "12x8x384", "16x8x384"], 4096, 32, 256, (32, 16, 8, 4), (32, 8)
     print(f"vocab {vocab}, batch {batch} x {seq_len}; memory of one training step beyond the process's baseline")
-    print(f"{'model':<10} {'p':>4} {'micro':>5} {'estimate MiB':>13} {'measured MiB':>13} {'ratio':>6} {'step s':>7} {'vs whole':>8}")
+    print(f"{'model':<10} {'attention':<9} {'p':>4} {'micro':>5} {'estimate MiB':>13} {'measured MiB':>13} {'ratio':>6} "
+          f"{'step s':>7} {'vs before':>9}")
+    measured = {}
     for shape in shapes:
-        for p in (0.0, 0.1):
-            whole = None
-            for micro in micros if p else micros[:1]:
-                got = measure(shape, vocab, batch, seq_len, p, micro)
-                whole = whole or got["seconds"]
-                estimate = step_bytes(parse_model_spec(shape), vocab, micro, seq_len, p > 0)
-                print(f"{shape:<10} {p:>4} {micro:>5} {estimate / 2**20:>13,.0f} {got['peak'] / 2**20:>13,.0f} "
-                      f"{estimate / got['peak']:>6.2f} {got['seconds']:>7.2f} {got['seconds'] / whole:>8.2f}", flush=True)
+        cases = [("", 0.0, batch, False)] + [("before", 0.1, m, True) for m in befores] + [("now", 0.1, m, False) for m in micros]
+        whole_before = None
+        for label, p, micro, before in cases:
+            got = measure(shape, vocab, batch, seq_len, p, micro, before)
+            measured[shape, label, micro] = got
+            if label == "before" and micro == batch:
+                whole_before = got["seconds"]
+            estimate = step_bytes(parse_model_spec(shape), vocab, micro, seq_len, p > 0)
+            ratio = f"{got['seconds'] / whole_before:>9.2f}" if whole_before and p else f"{'':>9}"
+            print(f"{shape:<10} {label:<9} {p:>4} {micro:>5} {estimate / 2**20:>13,.0f} {got['peak'] / 2**20:>13,.0f} "
+                  f"{estimate / got['peak']:>6.2f} {got['seconds']:>7.2f} {ratio}", flush=True)
+    if args.small:
+        return
+    print(f"\nthe dry run (screen --dry-run --memory-budget {args.budget:g}, dropout 0.1) against the measurements above")
+    print(f"{'model':<10} {'micro':>5} {'dry-run GiB':>11} {'measured GiB':>12} {'ratio':>6} {'dry-run s':>9} {'measured s':>10} {'ratio':>6}")
+    for shape, got in dry_run(shapes, args.budget).items():
+        micro = got["micro"] or batch
+        real = measured.get((shape, "now", micro))
+        if real is None:
+            print(f"{shape:<10} {micro:>5} {got['gib']:>11.2f}  (micro-batch not measured above)")
+            continue
+        print(f"{shape:<10} {micro:>5} {got['gib']:>11.2f} {real['peak'] / 2**30:>12.2f} {got['gib'] * 2**30 / real['peak']:>6.2f} "
+              f"{got['ms'] / 1e3:>9.2f} {real['seconds']:>10.2f} {got['ms'] / 1e3 / real['seconds']:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,18 @@ def accumulate(model: GPT, batch: torch.Tensor, micro_batch: int | None) -> torc
     return total
 
 
+def optimizer_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, micro_batch: int | None,
+                   grad_clip: float) -> torch.Tensor:
+    """One training step (also what the dry run times): the batch's loss and gradients, the
+    gradient norm clipped, the update applied and the gradients released."""
+    loss = accumulate(model, batch, micro_batch)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
 UNIFORM_SLACK = 0.01  # nats: the untrained model predicts uniformly (zero head), so trained is below
 
 
@@ -185,11 +197,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr
             batch = sampler.sample(segment.cap).to(device, non_blocking=True)
-            loss = accumulate(model, batch, cfg.micro_batch)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            loss = optimizer_step(model, opt, batch, cfg.micro_batch, cfg.grad_clip)
             loss_sum += loss.detach()
             n_summed += 1
             step += 1
