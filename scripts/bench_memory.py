@@ -70,13 +70,13 @@ def measure(spec: str, vocab: int, batch: int, seq_len: int, p: float, micro: in
 def dry_run(shapes: list[str], budget: float) -> dict[str, dict]:
     """The dry run's figures per model: ms/step with dropout, memory and micro-batch."""
     done = subprocess.run([sys.executable, "-m", "dropout_decay.study", "screen", "--device", "cpu", "--use-cached-data",
-                           "--models", *shapes, "--seeds", "1", "--dropout-rates", "0", "0.1", "--token-limits", "100000",
+                           "--models", *shapes, "--seeds", "1", "--dropout-rates", "0", "0.1", "0.2", "--token-limits", "100000",
                            "--steps", "10", "--memory-budget", str(budget), "--dry-run"],
                           capture_output=True, text=True, cwd=ROOT)
     out = {}
-    for m in re.finditer(r"(\S+): (\d+) ms/step \((\d+) with dropout\), training memory about ([\d.]+) GiB"
+    for m in re.finditer(r"(\S+): (\d+) ms/step(?: \((\d+) with dropout\))?, training memory about ([\d.]+) GiB"
                          r"(?: in micro-batches of (\d+))?", done.stdout):
-        out[m[1]] = {"ms": int(m[3]), "gib": float(m[4]), "micro": int(m[5] or 0) or None}
+        out[m[1]] = {"ms": int(m[3] or m[2]), "gib": float(m[4]), "micro": int(m[5] or 0) or None}
     if len(out) != len(shapes):
         sys.exit(f"no per-model figures in the dry run's output:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return out
@@ -109,7 +109,7 @@ def main() -> None:
                   f"{estimate / got['peak']:>6.2f} {got['seconds']:>7.2f} {ratio}", flush=True)
     if args.small:
         return
-    print(f"\nthe dry run (screen --dry-run --memory-budget {args.budget:g}, dropout 0.1) against the measurements above")
+    print(f"\nthe dry run (screen --dry-run --memory-budget {args.budget:g}, dropout 0.1 and 0.2) against the measurements above")
     print(f"{'model':<10} {'micro':>5} {'dry-run GiB':>11} {'measured GiB':>12} {'ratio':>6} {'dry-run s':>9} {'measured s':>10} {'ratio':>6}")
     for shape, got in dry_run(shapes, args.budget).items():
         micro = got["micro"] or batch
