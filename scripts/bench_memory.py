@@ -5,9 +5,10 @@ after a warm-up step): the step's memory is that peak less the RSS before the mo
 Per model: dropout 0 on the whole batch; dropout 0.1 in micro-batches of 32, 16, 8 and 4 as the
 attention now runs (its one-byte DropKey mask kept for backward, the masked attention recomputed)
 and, as "before", with the float mask autograd kept through 0.5 (the plain masked call); each with
-the estimate of training/memory.py and the step time against the whole batch's before. Then the
-dry run's own per-model figures (`screen --dry-run --memory-budget`) beside the measurements
-at the micro-batch it chose.
+the estimate of training/memory.py and the step time against the whole batch's before. First,
+alone on the machine, the seed's screen is dry-run without a budget and with `--memory-budget`:
+its per-model figures are printed beside the measurements at the micro-batch it chose, with the
+dry run's own peak RSS.
 
     .venv/bin/python scripts/bench_memory.py                 # the seed's three models at its batch
     .venv/bin/python scripts/bench_memory.py --small         # CPU-sized shapes, seconds each
@@ -15,9 +16,11 @@ at the micro-batch it chose.
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,19 +70,24 @@ def measure(spec: str, vocab: int, batch: int, seq_len: int, p: float, micro: in
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def dry_run(shapes: list[str], budget: float) -> dict[str, dict]:
-    """The dry run's figures per model: ms/step with dropout, memory and micro-batch."""
-    done = subprocess.run([sys.executable, "-m", "dropout_decay.study", "screen", "--device", "cpu", "--use-cached-data",
-                           "--models", *shapes, "--seeds", "1", "--dropout-rates", "0", "0.1", "0.2", "--token-limits", "100000",
-                           "--steps", "10", "--memory-budget", str(budget), "--dry-run"],
-                          capture_output=True, text=True, cwd=ROOT)
-    out = {}
+def dry_run(shapes: list[str], budget: float | None) -> tuple[dict[str, dict], int]:
+    """The dry run's figures per model (ms/step with dropout, memory, micro-batch) and its own peak RSS."""
+    argv = [sys.executable, "-m", "dropout_decay.study", "screen", "--device", "cpu", "--use-cached-data",
+            "--models", *shapes, "--seeds", "1", "--dropout-rates", "0", "0.1", "0.2", "--token-limits", "100000",
+            "--steps", "10", "--dry-run"] + (["--memory-budget", str(budget)] if budget else [])
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not every child's
+        child.returncode = status
+        out.seek(0)
+        text = out.read()
+    figures = {}
     for m in re.finditer(r"(\S+): (\d+) ms/step(?: \((\d+) with dropout\))?, training memory about ([\d.]+) GiB"
-                         r"(?: in micro-batches of (\d+))?", done.stdout):
-        out[m[1]] = {"ms": int(m[3] or m[2]), "gib": float(m[4]), "micro": int(m[5] or 0) or None}
-    if len(out) != len(shapes):
-        sys.exit(f"no per-model figures in the dry run's output:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return out
+                         r"(?: in micro-batches of (\d+))?", text):
+        figures[m[1]] = {"ms": int(m[3] or m[2]), "gib": float(m[4]), "micro": int(m[5] or 0) or None}
+    if len(figures) != len(shapes):
+        sys.exit(f"no per-model figures in the dry run's output:\n{text[-3000:]}")
+    return figures, usage.ru_maxrss * 1024  # Linux: KiB
 
 
 def main() -> None:
@@ -94,6 +102,7 @@ def main() -> None:
     print(f"vocab {vocab}, batch {batch} x {seq_len}; memory of one training step beyond the process's baseline")
     print(f"{'model':<10} {'attention':<9} {'p':>4} {'micro':>5} {'estimate MiB':>13} {'measured MiB':>13} {'ratio':>6} "
           f"{'step s':>7} {'vs before':>9}")
+    dry_runs = {} if args.small else {budget: dry_run(shapes, budget) for budget in (None, args.budget)}
     measured = {}
     for shape in shapes:
         cases = [("", 0.0, batch, False)] + [("before", 0.1, m, True) for m in befores] + [("now", 0.1, m, False) for m in micros]
@@ -109,16 +118,18 @@ def main() -> None:
                   f"{estimate / got['peak']:>6.2f} {got['seconds']:>7.2f} {ratio}", flush=True)
     if args.small:
         return
-    print(f"\nthe dry run (screen --dry-run --memory-budget {args.budget:g}, dropout 0.1 and 0.2) against the measurements above")
-    print(f"{'model':<10} {'micro':>5} {'dry-run GiB':>11} {'measured GiB':>12} {'ratio':>6} {'dry-run s':>9} {'measured s':>10} {'ratio':>6}")
-    for shape, got in dry_run(shapes, args.budget).items():
-        micro = got["micro"] or batch
-        real = measured.get((shape, "now", micro))
-        if real is None:
-            print(f"{shape:<10} {micro:>5} {got['gib']:>11.2f}  (micro-batch not measured above)")
-            continue
-        print(f"{shape:<10} {micro:>5} {got['gib']:>11.2f} {real['peak'] / 2**30:>12.2f} {got['gib'] * 2**30 / real['peak']:>6.2f} "
-              f"{got['ms'] / 1e3:>9.2f} {real['seconds']:>10.2f} {got['ms'] / 1e3 / real['seconds']:>6.2f}")
+    state = max(16 * parse_model_spec(shape).n_params(vocab) for shape in shapes)
+    for budget, (figures, peak) in dry_runs.items():
+        flag = f"--memory-budget {budget:g}" if budget else "no budget: timed in parts of at most 1 GiB of activations"
+        print(f"\nthe dry run (screen --dry-run, {flag}; rates 0, 0.1, 0.2) against the measurements above; "
+              f"its own peak RSS {peak / 2**30:.2f} GiB (the largest model's weights, gradients and AdamW state: {state / 2**30:.2f} GiB)")
+        print(f"{'model':<10} {'micro':>5} {'dry-run GiB':>11} {'measured GiB':>12} {'ratio':>6} {'dry-run s':>9} {'measured s':>10} {'ratio':>6}")
+        for shape, got in figures.items():
+            micro = got["micro"] or batch
+            real = measured[shape, "now", micro]
+            print(f"{shape:<10} {micro:>5} {got['gib']:>11.2f} {real['peak'] / 2**30:>12.2f} "
+                  f"{got['gib'] * 2**30 / real['peak']:>6.2f} {got['ms'] / 1e3:>9.2f} {real['seconds']:>10.2f} "
+                  f"{got['ms'] / 1e3 / real['seconds']:>6.2f}")
 
 
 if __name__ == "__main__":
