@@ -146,13 +146,13 @@ def test_the_time_estimate_prices_steps_with_dropout_on_apart_from_plain_steps_a
     """Worked by hand: 2 caps of 10 steps, an 'early' decay linear from 0.1 to 0 by a quarter of
     the run: progress i/19 reaches 0.25 after step i = 4, so 5 of its 20 steps drop; static 0
     drops none, static 0.2 all 20. Evaluations (one per cap, none between: eval_every 0) are
-    forward passes without dropout: 2 per point x 3 sets x 4 batches x a third of a plain step."""
+    forward passes without dropout, each batch at its own timed cost: 2 per point x 3 sets x 4 batches."""
     from dropout_decay.sweep.estimate import StepCost, grid_seconds
     from dropout_decay.training.train import TrainConfig
     s = Settings(stage="stream", models=["1x2x32"], seeds=[1, 2], dropout_rates=[0.0, 0.2],
                  decays=["early:0.1:0:linear:0.25"], stream_token_caps=[1000, 2000], stage_steps=10,
                  train=TrainConfig(eval_every=0, eval_batches=4))
-    plain, dropping = 1.0, 3.0
+    plain, dropping, evaluation = 1.0, 3.0, 0.5
     steps = (20 * plain) + (20 * dropping) + (5 * dropping + 15 * plain)
-    evals = 3 * 2 * 3 * 4 * plain / 3
-    assert grid_seconds(s, {"1x2x32": StepCost(plain, dropping)}) == pytest.approx(2 * (steps + evals))
+    evals = 3 * 2 * 3 * 4 * evaluation
+    assert grid_seconds(s, {"1x2x32": StepCost(plain, dropping, evaluation)}) == pytest.approx(2 * (steps + evals))

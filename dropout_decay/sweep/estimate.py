@@ -14,20 +14,20 @@ from . import cpu
 from ..model.gpt import GPT
 from .settings import Settings
 from ..training.memory import gib, step_bytes
-from ..training.train import make_optimizer, optimizer_step
+from ..training.train import evaluate, make_optimizer, optimizer_step
 
 DRY_RUN_ACTIVATIONS = 2**30  # bytes: the dry run times a big batch in parts that fit in this
 TIMING_SECONDS = 1.0  # how long each model's steps are timed at each rate, at least
-EVAL_COST = 1 / 3  # an evaluation batch (forward only, no dropout) costs about a third of a step
 
 
 @dataclass(frozen=True)
 class StepCost:
     """Seconds of one training step of a model: at p = 0 (no masks drawn, the fused attention
     kernel) and with any rate above 0 (masks drawn and the masked attention recomputed in
-    backward; what the rate is barely matters)."""
+    backward; what the rate is barely matters); and of one evaluation batch (forward only)."""
     plain: float
     dropping: float
+    evaluation: float
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, StepCost]:
@@ -51,19 +51,27 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
         opt = make_optimizer(model, cfg, device)
         x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
 
-        def typical_step(p: float) -> float:
-            model.set_dropout(p)
-            times: list[float] = []
-            while len(times) < 3 or (sum(times[1:]) < TIMING_SECONDS and len(times) < 50):
-                t = time.perf_counter()
-                optimizer_step(model, opt, x, timed, cfg.grad_clip)
-                float(model.lm_head.weight.detach()[0, 0])  # sync
-                times.append(time.perf_counter() - t)
-            return statistics.median(times[1:])  # the first warms up
+        def step() -> None:
+            optimizer_step(model, opt, x, timed, cfg.grad_clip)
+            float(model.lm_head.weight.detach()[0, 0])  # sync
 
-        plain = typical_step(0.0)
-        out[spec.label] = StepCost(plain, typical_step(0.1) if dropout else plain)
+        def at(p: float) -> float:
+            model.set_dropout(p)
+            return typical_seconds(step)
+
+        plain = at(0.0)
+        out[spec.label] = StepCost(plain, at(0.1) if dropout else plain, typical_seconds(lambda: evaluate(model, [x])))
     return out
+
+
+def typical_seconds(run) -> float:
+    """The median time of `run()` after a warm-up call, over at least two calls and about a second."""
+    times: list[float] = []
+    while len(times) < 3 or (sum(times[1:]) < TIMING_SECONDS and len(times) < 50):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])
 
 
 def point_steps(s: Settings) -> list[tuple[list[int], int]]:
@@ -89,7 +97,7 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
         for segments, evals in point_steps(s):
             for arm in arms:
                 steps = sum(segments) * (cost.plain + arm.share_dropping(segments) * (cost.dropping - cost.plain))
-                total += replicates * (steps + evals * eval_sets * cfg.eval_batches * EVAL_COST * cost.plain)
+                total += replicates * (steps + evals * eval_sets * cfg.eval_batches * cost.evaluation)
     return total
 
 
