@@ -82,7 +82,7 @@ def dry_run(shapes: list[str], budget: float | None) -> tuple[dict[str, dict], i
         out.seek(0)
         text = out.read()
     figures = {}
-    for m in re.finditer(r"(\S+): (\d+) ms/step(?: \((\d+) with dropout\))?, training memory about ([\d.]+) GiB"
+    for m in re.finditer(r"(\S+): (\d+) ms/step(?: \((\d+) with dropout\))?(?: \[[^\]]*\])?, training memory about ([\d.]+) GiB"
                          r"(?: in micro-batches of (\d+))?", text):
         figures[m[1]] = {"ms": int(m[3] or m[2]), "gib": float(m[4]), "micro": int(m[5] or 0) or None}
     if len(figures) != len(shapes):

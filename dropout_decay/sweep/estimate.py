@@ -28,13 +28,15 @@ class StepCost:
     plain: float
     dropping: float
     evaluation: float
+    timed_in_parts: int | None = None  # the part size timed, where the run takes its batch whole
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, StepCost]:
     """Each model's StepCost (the median step after a warm-up, over at least two steps and about a
     second: a few ms-long steps alone varied by 40% from one dry run to the next), in the model's micro-batches;
     without them, in parts whose activations fit in 1 GiB, so a dry run of the seed's models does
-    not need the 8 GiB their whole batch would (parts cost a little more time: errs long). On a
+    not need the 8 GiB their whole batch would (the estimate says so: on a CPU such parts ran in
+    0.6-1.0 of the whole batch's time, scripts/bench_memory.py, so it may err short). On a
     CPU, timed with the threads the run would take (the cores shared with workers already live):
     torch's default of every core, beside a running worker, made a step 50 times slower than either alone."""
     cfg, out = s.train, {}
@@ -60,7 +62,8 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
             return typical_seconds(step)
 
         plain = at(0.0)
-        out[spec.label] = StepCost(plain, at(0.1) if dropout else plain, typical_seconds(lambda: evaluate(model, [x])))
+        parted = timed if not micro[spec.label] and timed < cfg.batch_size else None
+        out[spec.label] = StepCost(plain, at(0.1) if dropout else plain, typical_seconds(lambda: evaluate(model, [x])), parted)
     return out
 
 
@@ -147,4 +150,6 @@ def describe(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
 
 def per_step_text(cost: StepCost) -> str:
     dropping = f" ({cost.dropping * 1e3:.0f} with dropout)" if cost.dropping != cost.plain else ""
-    return f"{cost.plain * 1e3:.0f} ms/step{dropping}"
+    parted = (f" [timed in parts of {cost.timed_in_parts} sequences, since the whole batch needs more memory than a "
+              "dry run takes; whole batches may run slower: --memory-budget trains in parts too]") if cost.timed_in_parts else ""
+    return f"{cost.plain * 1e3:.0f} ms/step{dropping}{parted}"
