@@ -11,8 +11,8 @@ torch's kernels, thread pools and allocator take a fixed amount on the first ste
 
 The coefficients were fitted to peak RSS measured on a Linux CPU (scripts/bench_memory.py prints
 estimate against measurement): at the seed's 8x8x256, 12x8x384 and 16x8x384 on its batch
-(32 x 256), within 6% at p = 0, from 1% low to 9% high in micro-batches of 16, 8 and 4 with
-dropout, and 20-35% high for the whole batch with dropout, so a budget errs safe. The estimate is what training adds to
+(32 x 256), in two runs within 5% at p = 0, from 1% low to 8% high in micro-batches of 16, 8
+and 4 with dropout, and 20-31% high for the whole batch with dropout, so a budget errs safe. The estimate is what training adds to
 the process before the model is built.
 """
 
