@@ -117,10 +117,10 @@ def _masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: t
 
 
 def attend_dropping_keys(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Attention under DropKey's boolean mask, recomputed from that mask in backward. A masked
-    call cannot use the fused kernel, so autograd would keep the float mask and the softmax's
-    weights, about twelve bytes per (query, key) pair and layer (at the seed's 16x8x384 and
-    batch, 3 GiB); this keeps the one-byte mask, for one more attention forward per layer.
+    """Attention under DropKey's boolean mask, recomputed from that mask in backward. Called
+    plainly, autograd keeps the float mask for backward, four bytes per (query, key) pair and
+    layer (the test counts them; at the seed's 16x8x384 and batch about 1 GiB); this keeps the
+    one-byte mask, for one more attention forward per layer.
     Same mask, same arithmetic: outputs and gradients are bitwise those of the plain call."""
     return checkpoint(_masked_attention, q, k, v, keep, use_reentrant=False, preserve_rng_state=False)
 
