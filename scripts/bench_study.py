@@ -25,7 +25,7 @@ from optuna.storages.journal import JournalFileBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropout_decay.sweep.grid import FastGridSampler  # noqa: E402
+from dropout_decay.sweep.optuna_internals import FastGridSampler  # noqa: E402
 from dropout_decay.sweep.runner import open_storage, open_study, work  # noqa: E402
 
 warnings.filterwarnings("ignore")

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 from dropout_decay.cli.main import run_command  # noqa: E402
 from dropout_decay.cli.parsing import Parser, add_run_flags  # noqa: E402
 from dropout_decay.cli.stages import launch  # noqa: E402
-from dropout_decay.sweep.flags import add_stage_flags  # noqa: E402
+from dropout_decay.cli.flags import add_stage_flags  # noqa: E402
 
 MODES = {"screen_static": "screen", "confirm_static": "confirm", "locked_stream": "stream"}
 

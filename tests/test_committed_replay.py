@@ -15,8 +15,8 @@ import pytest
 
 from dropout_decay.data.prepare import prepare_cache
 from dropout_decay.model.schedules import static
-from dropout_decay.sweep.settings import Settings
-from dropout_decay.training.train import train
+from dropout_decay.design.settings import Settings
+from dropout_decay.training.train import Hooks, PointRun, train
 
 RUN = Path(__file__).resolve().parents[1] / "docs" / "results" / "cpu_workflow" / "stream"
 
@@ -30,7 +30,7 @@ def test_a_committed_stream_point_replays_from_its_stored_settings(tmp_path):
     assert cache.manifest["train_tokens"] == config["data"]["manifest"]["train_tokens"]
     rows = [json.loads(line) for line in (RUN / "metrics.jsonl").read_text().splitlines()]
     committed = sorted((r for r in rows if r["arm"] == "static:0.1" and r["seed"] == 1), key=lambda r: r["segment"])
-    got = train(settings.specs()[0], static(0.1), settings.segments({"arm": "static:0.1"}), cache, settings.train, 1, "cpu")
+    got = train(PointRun(settings.specs()[0], static(0.1), settings.segments({"arm": "static:0.1"}), settings.train, 1, "cpu"), cache)
     assert [r["cap"] for r in got] == [r["cap"] for r in committed] == settings.stream_token_caps
     assert got[0]["val_loss"] == committed[0]["val_loss"] and got[0]["train_loss"] == committed[0]["train_loss"]
     for new, old in zip(got, committed):

@@ -210,7 +210,7 @@ def test_declared_claims_are_stored_before_training_and_judged_as_one_family(evi
     assert config["settings"]["claims"]["primary"] == [r["claim"] for r in primary]
     from dataclasses import replace
 
-    from dropout_decay.sweep.settings import Settings
+    from dropout_decay.design.settings import Settings
     stored = Settings.from_dict(config["settings"])
     other = replace(stored, claims={"primary": ["early beats every static at last"]})
     data = {"any": "data"}
@@ -246,20 +246,20 @@ def test_a_fixed_twin_of_a_calibrated_decay_keeps_the_growing_streams_per_cap_ra
     """The law is evaluated at the growing caps (`schedule_caps`), not at the fixed pool's."""
     from dropout_decay.model.gpt import parse_model_spec
     from dropout_decay.model.law import predict
-    from dropout_decay.training.train import Segment, TrainConfig, train
+    from dropout_decay.training.train import Hooks, PointRun, Segment, TrainConfig, train
 
     law = {"form": "log-linear", "params": {"a": 0.1, "b": 0.02}, "p_range": [0.0, 0.3]}
     spec, cache = parse_model_spec("1x2x32"), load_cache(cache_dir, TEST_VOCAB)
     cfg = TrainConfig(batch_size=2, seq_len=16, eval_batches=1, eval_every=0, log_every=5)
     fixed = [Segment(CAPS[-1], 5) for _ in CAPS]
-    rows = train(spec, parse_decay("cal:calibrated:x", {"cal": law}), fixed, cache, cfg, 1, schedule_caps=CAPS)
+    rows = train(PointRun(spec, parse_decay("cal:calibrated:x", {"cal": law}), fixed, cfg, 1, schedule_caps=CAPS), cache)
     n = spec.n_params(TEST_VOCAB)
     assert [r["dropout_in_force"] for r in rows] == pytest.approx([predict(law, c / n) for c in CAPS])
     assert [r["cap"] for r in rows] == [CAPS[-1]] * 3
 
 
 def test_fixed_pool_controls_can_twin_only_the_arms_named(cache_dir, tmp_path, capsys):
-    from dropout_decay.sweep.settings import Settings, check
+    from dropout_decay.design.settings import Settings, check
 
     s = check(Settings(stage="stream", models=["winner=1x2x32"], dropout_rates=[0.0, 0.1], decays=["d:0.3:0.1:cosine"],
                        fixed_pool_controls=["d", "static:0.1"], device="cpu"))

@@ -45,7 +45,7 @@ def test_a_point_belongs_to_its_complete_trial_else_to_the_lowest_numbered_live_
     trials = study.get_trials(deepcopy=False)
 
     def owner(number):
-        found = surplus_to(study, trials[number]._trial_id, number)
+        found = surplus_to(study, trials[number])
         return None if found is None else found.number
 
     assert [owner(n) for n in (0, 1, 2)] == [None, 0, 0]  # the lowest number keeps point 0

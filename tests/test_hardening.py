@@ -14,10 +14,10 @@ from dropout_decay.report import artefacts
 from dropout_decay.cli import main as cli
 from dropout_decay.data.cache import load_cache
 from dropout_decay.training.device import select_device
-from dropout_decay.sweep.grid import FastGridSampler
+from dropout_decay.sweep.optuna_internals import FastGridSampler
 from dropout_decay.sweep.provenance import build_config
 from dropout_decay.sweep.runner import print_status
-from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.design.settings import Settings, check
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
 
 from conftest import TEST_VOCAB, load, tiny
@@ -110,7 +110,7 @@ def test_workers_on_one_machine_share_its_cores(tmp_path, monkeypatch):
 
     from dropout_decay.sweep import cpu
 
-    monkeypatch.setattr(cpu, "REGISTRY", tmp_path / "workers")
+    monkeypatch.setenv("DROPOUT_DECAY_WORKERS_DIR", str(tmp_path / "workers"))
     monkeypatch.setattr(cpu, "cores", lambda: 8)
     before = torch.get_num_threads()
     try:

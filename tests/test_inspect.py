@@ -20,10 +20,10 @@ from dropout_decay.data.cache import load_cache
 from dropout_decay.analysis.comparison import paired, verdict
 from dropout_decay.model.gpt import parse_model_spec
 from dropout_decay.sweep.provenance import data_identity
-from dropout_decay.sweep.settings import Settings
+from dropout_decay.design.settings import Settings
 from dropout_decay.model.schedules import parse_decay
 from dropout_decay.report.notes import SEED_IMPORTANCE
-from dropout_decay.training.train import Segment, TrainConfig, train
+from dropout_decay.training.train import PointRun, Segment, TrainConfig, train
 from dropout_decay.sweep.storage import open_storage, sqlite_url
 
 from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, default_ctrl_c, load, tiny
@@ -108,8 +108,8 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
     original = load(out).study_name
     # an independent path to the same number: the trainer called directly, no Optuna, no storage
     cfg = TrainConfig(batch_size=4, seq_len=32, eval_batches=2, eval_every=15, log_every=10)
-    direct = train(parse_model_spec("1x2x32"), parse_decay("d:0.3:0.1:linear"), [Segment(2000, 15), Segment(4000, 15)],
-                   load_cache(cache_dir, TEST_VOCAB), cfg, seed=2)
+    direct = train(PointRun(parse_model_spec("1x2x32"), parse_decay("d:0.3:0.1:linear"), [Segment(2000, 15), Segment(4000, 15)],
+                            cfg, seed=2), load_cache(cache_dir, TEST_VOCAB))
     [stored] = [t for t in load(out).trials if t.params == {"model": "winner", "seed": 2, "arm": "d"}]
     assert stored.value == direct[-1]["val_loss"] and stored.user_attrs["segments"] == direct
     assert cli.main(["replay", str(out)]) == 0

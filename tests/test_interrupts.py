@@ -61,9 +61,9 @@ def test_ctrl_c_while_importing_is_one_line_and_writes_nothing(cache_dir, tmp_pa
 
 CTRL_C_INSIDE_EXEC = """
 import os, signal, sys
-class Finder:  # when dropout_decay.sweep.settings is first imported, a Ctrl-C lands in code run by exec()
+class Finder:  # when dropout_decay.design.settings is first imported, a Ctrl-C lands in code run by exec()
     def find_spec(self, name, path=None, target=None):
-        if name == "dropout_decay.sweep.settings":
+        if name == "dropout_decay.design.settings":
             sys.meta_path.remove(self)
             exec("os.kill(os.getpid(), signal.SIGINT)\\nimport time\\ntime.sleep(10)", {"os": os, "signal": signal})
 sys.meta_path.insert(0, Finder())

@@ -12,9 +12,9 @@ from dropout_decay.data.cache import load_cache
 from dropout_decay.model.gpt import GPT, parse_model_spec
 from dropout_decay.model.schedules import static
 from dropout_decay.sweep.estimate import micro_batches
-from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.design.settings import Settings, check
 from dropout_decay.training.memory import step_bytes
-from dropout_decay.training.train import Segment, TrainConfig, accumulate, train
+from dropout_decay.training.train import Hooks, PointRun, Segment, TrainConfig, accumulate, train
 
 from conftest import TEST_VOCAB
 
@@ -48,11 +48,11 @@ def test_accumulated_parts_give_the_whole_batchs_loss_and_gradient():
 
 def test_training_in_micro_batches_at_p0_matches_the_whole_batch(cache_dir):
     cache = load_cache(cache_dir, TEST_VOCAB)
-    whole = train(SPEC, static(0.0), [Segment(6000, 25)], cache, CFG, 1)
-    parts = train(SPEC, static(0.0), [Segment(6000, 25)], cache, replace(CFG, micro_batch=2), 1)
+    whole = train(PointRun(SPEC, static(0.0), [Segment(6000, 25)], CFG, 1), cache)
+    parts = train(PointRun(SPEC, static(0.0), [Segment(6000, 25)], replace(CFG, micro_batch=2), 1), cache)
     for key in ("train_loss", "val_loss", "test_loss"):
         assert parts[0][key] == pytest.approx(whole[0][key], abs=1e-4)
-    with_dropout = train(SPEC, static(0.2), [Segment(6000, 25)], cache, replace(CFG, micro_batch=2), 1)
+    with_dropout = train(PointRun(SPEC, static(0.2), [Segment(6000, 25)], replace(CFG, micro_batch=2), 1), cache)
     assert with_dropout[0]["val_loss"] != parts[0]["val_loss"]  # dropout is on: masks drawn per part
 
 

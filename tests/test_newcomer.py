@@ -14,9 +14,9 @@ import optuna
 import pytest
 
 from dropout_decay.cli import main as cli
-from dropout_decay.sweep.plan import load_workflow
-from dropout_decay.sweep.studyfiles import load_study_file, read_toml
-from dropout_decay.sweep.settings import Settings
+from dropout_decay.design.plan import load_workflow
+from dropout_decay.design.studyfiles import load_study_file, read_toml
+from dropout_decay.design.settings import Settings
 
 from conftest import TEST_VOCAB, TRAIN
 

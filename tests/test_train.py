@@ -13,7 +13,7 @@ from dropout_decay.data.cache import load_cache
 from dropout_decay.common.errors import UsageError
 from dropout_decay.model.gpt import parse_model_spec
 from dropout_decay.model.schedules import parse_decay, static
-from dropout_decay.training.train import Segment, TrainConfig, TrainingDiverged, train
+from dropout_decay.training.train import Hooks, PointRun, Segment, TrainConfig, TrainingDiverged, train
 
 from conftest import TEST_VOCAB
 
@@ -30,7 +30,7 @@ def test_same_seed_gives_identical_losses(cache):
     runs = []
     for seed in (1, 1, 2):
         trace = []
-        train(SPEC, static(0.2), [Segment(8000, 30)], cache, CFG, seed, trace=trace.append)
+        train(PointRun(SPEC, static(0.2), [Segment(8000, 30)], CFG, seed), cache, Hooks(trace=trace.append))
         runs.append([r.get("loss", r.get("val_loss")) for r in trace])
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -38,7 +38,7 @@ def test_same_seed_gives_identical_losses(cache):
 
 def test_loss_falls_well_below_uniform(cache):
     cfg = TrainConfig(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_batches=4, eval_every=0)
-    [row] = train(parse_model_spec("2x2x64"), static(0.0), [Segment(cache.n_train, 300)], cache, cfg, 1)
+    [row] = train(PointRun(parse_model_spec("2x2x64"), static(0.0), [Segment(cache.n_train, 300)], cfg, 1), cache)
     assert row["train_loss"] < 0.7 * math.log(TEST_VOCAB)
     assert row["val_loss"] < 0.85 * math.log(TEST_VOCAB)
     assert row["gap"] == pytest.approx(row["val_loss"] - row["train_loss"])
@@ -50,7 +50,7 @@ def test_stream_honours_stage_boundaries_caps_and_schedule(cache, monkeypatch):
     monkeypatch.setattr(batches.WindowSampler, "sample", lambda self, limit=None: limits.append(limit) or original(self, limit))
     trace = []
     decay = parse_decay("d:0.30:0.10:linear")
-    rows = train(SPEC, decay, [Segment(2000, 20), Segment(4000, 20), Segment(8000, 20)], cache, CFG, 3, trace=trace.append)
+    rows = train(PointRun(SPEC, decay, [Segment(2000, 20), Segment(4000, 20), Segment(8000, 20)], CFG, 3), cache, Hooks(trace=trace.append))
     assert limits == [2000] * 20 + [4000] * 20 + [8000] * 20
     assert [(r["segment"], r["step"], r["cap"]) for r in rows] == [(0, 20, 2000), (1, 40, 4000), (2, 60, 8000)]
     train_rows = [r for r in trace if r["kind"] == "train"]
@@ -61,7 +61,7 @@ def test_stream_honours_stage_boundaries_caps_and_schedule(cache, monkeypatch):
 
 def test_cap_beyond_the_pool_is_refused(cache):
     with pytest.raises(UsageError, match="exceeds"):
-        train(SPEC, static(0.0), [Segment(cache.n_train + 1, 5)], cache, CFG, 1)
+        train(PointRun(SPEC, static(0.0), [Segment(cache.n_train + 1, 5)], CFG, 1), cache)
 
 
 def test_non_finite_loss_stops_the_run(cache, monkeypatch):
@@ -72,7 +72,7 @@ def test_non_finite_loss_stops_the_run(cache, monkeypatch):
     cfg = TrainConfig(batch_size=8, seq_len=32, eval_batches=2, log_every=5)
     trace = []
     with pytest.raises(TrainingDiverged, match="non-finite training loss .* at step 5"):
-        train(SPEC, static(0.0), [Segment(8000, 100)], cache, cfg, 1, trace=trace.append)
+        train(PointRun(SPEC, static(0.0), [Segment(8000, 100)], cfg, 1), cache, Hooks(trace=trace.append))
     assert trace == []  # stopped at the first check, nothing trained on
 
 
@@ -94,7 +94,7 @@ def test_every_optimizer_step_uses_the_scheduled_learning_rate(cache, monkeypatc
 
     monkeypatch.setattr(train_mod, "make_optimizer", spying)
     cfg = TrainConfig(batch_size=4, seq_len=16, lr=2e-3, warmup_steps=3, min_lr_ratio=0.1, eval_batches=1)
-    train(SPEC, static(0.0), [Segment(4000, 12)], cache, cfg, 1)
+    train(PointRun(SPEC, static(0.0), [Segment(4000, 12)], cfg, 1), cache)
     assert used == [train_mod.lr_at(s, 12, cfg) for s in range(12)] and used[-1] < used[3]
 
 
@@ -108,12 +108,12 @@ def test_grad_clip_clips_every_step_and_zero_turns_it_off(cache, monkeypatch):
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counting)
     base = dict(batch_size=4, seq_len=16, eval_batches=1)
-    train(SPEC, static(0.0), [Segment(4000, 6)], cache, TrainConfig(**base, grad_clip=0.5), 1)
+    train(PointRun(SPEC, static(0.0), [Segment(4000, 6)], TrainConfig(**base, grad_clip=0.5), 1), cache)
     assert clipped == [0.5] * 6
     clipped.clear()
     cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=5, eval_batches=2, log_every=5, grad_clip=0.0)
     trace = []
-    train(SPEC, static(0.0), [Segment(8000, 40)], cache, cfg, 1, trace=trace.append)
+    train(PointRun(SPEC, static(0.0), [Segment(8000, 40)], cfg, 1), cache, Hooks(trace=trace.append))
     losses = [r["loss"] for r in trace if r["kind"] == "train"]
     assert clipped == [] and losses[-1] < losses[0] - 0.5  # max_norm 0 would zero every gradient
 
@@ -121,7 +121,7 @@ def test_grad_clip_clips_every_step_and_zero_turns_it_off(cache, monkeypatch):
 def rates_in_force(schedule, caps: tuple[int, ...], cache) -> set[tuple[int, float]]:
     """(segment, dropout rate) pairs the trainer logged through a stream over `caps`."""
     trace = []
-    train(SPEC, schedule, [Segment(cap, 10) for cap in caps], cache, CFG, 1, trace=trace.append)
+    train(PointRun(SPEC, schedule, [Segment(cap, 10) for cap in caps], CFG, 1), cache, Hooks(trace=trace.append))
     return {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"}
 
 
@@ -155,7 +155,7 @@ def test_validation_batches_come_only_from_held_out_documents_and_overfitting_sh
     evaluate = train_mod.evaluate
     monkeypatch.setattr(train_mod, "evaluate", lambda model, b: calls.append(b) or evaluate(model, b))
     cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=10, eval_batches=3, eval_every=0)
-    [row] = train(parse_model_spec("2x2x64"), static(0.0), [Segment(3000, 400)], cache, cfg, 1)
+    [row] = train(PointRun(parse_model_spec("2x2x64"), static(0.0), [Segment(3000, 400)], cfg, 1), cache)
     train_batches, val_batches, test_batches = calls  # one evaluation: the segment's pool, validation, test
     val, pool, test = np.asarray(cache.val), np.asarray(cache.train_pool(3000)), np.asarray(cache.test)
 
@@ -187,7 +187,7 @@ def test_the_seed_orders_the_batches_even_with_the_init_held_fixed(cache, monkey
     runs = []
     for seed in (1, 1, 2):
         trace = []
-        train(SPEC, static(0.0), [Segment(8000, 20)], cache, CFG, seed, trace=trace.append)  # p = 0: no masks
+        train(PointRun(SPEC, static(0.0), [Segment(8000, 20)], CFG, seed), cache, Hooks(trace=trace.append))  # p = 0: no masks
         runs.append([r["loss"] for r in trace if r["kind"] == "train"])
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]  # only the batch order differs
@@ -195,7 +195,7 @@ def test_the_seed_orders_the_batches_even_with_the_init_held_fixed(cache, monkey
 
 def test_the_learning_rate_and_the_trace_carry_tokens_seen(cache):
     trace = []
-    train(SPEC, static(0.1), [Segment(4000, 20), Segment(8000, 20)], cache, CFG, 1, trace=trace.append)
+    train(PointRun(SPEC, static(0.1), [Segment(4000, 20), Segment(8000, 20)], CFG, 1), cache, Hooks(trace=trace.append))
     assert all(r["tokens"] == r["step"] * CFG.batch_size * CFG.seq_len for r in trace)
     assert [r["step"] for r in trace if r["kind"] == "eval"] == [20, 40]
 
@@ -206,7 +206,7 @@ def test_the_mask_form_reaches_the_model_and_changes_only_runs_with_dropout(cach
     from dataclasses import replace
 
     def val(p, form):
-        return train(SPEC, static(p), [Segment(8000, 12)], cache, replace(CFG, dropout_masks=form), 1)[-1]["val_loss"]
+        return train(PointRun(SPEC, static(p), [Segment(8000, 12)], replace(CFG, dropout_masks=form), 1), cache)[-1]["val_loss"]
 
     assert val(0.3, 1) != val(0.3, 2)
     assert val(0.3, 2) == val(0.3, 2)  # and each form follows the seed

@@ -4,6 +4,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from dropout_decay.sweep import runner as runner_module
 from dropout_decay.sweep.recovery import requeue
 from dropout_decay.sweep.runner import work
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
-from dropout_decay.sweep.settings import Settings, check
+from dropout_decay.design.settings import Settings, check
 from dropout_decay.training.train import TrainConfig
 
 from conftest import TEST_VOCAB
@@ -154,16 +155,16 @@ def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
 def test_a_worker_that_only_waits_for_the_last_point_leaves_its_cores_to_the_one_training_it(cache_dir, tmp_path, monkeypatch):
     """At a grid's end one worker trains the last point while the other waits. The waiting one
     must not count as live, or the last point trains on cores // 2 threads with half the cores idle."""
-    monkeypatch.setattr(cpu, "REGISTRY", tmp_path / "workers")  # only the two workers of this test
-    cpu.REGISTRY.mkdir()
+    monkeypatch.setenv("DROPOUT_DECAY_WORKERS_DIR", str(tmp_path / "workers"))  # only the two workers of this test
+    cpu.registry().mkdir()
     study, runner = in_process_study(cache_dir, tmp_path)
     runner.threads = lambda: cpu.share(None)  # as drive() sets it
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another worker here...
     threads_before = torch.get_num_threads()
     try:
         held = study.ask()  # ...holding the last point, registered as a worker registers itself
-        held.set_user_attr("worker", f"{workers.HOST}:{other.pid}")
-        (cpu.REGISTRY / str(other.pid)).touch()
+        held.set_user_attr("worker", f"{socket.gethostname()}:{other.pid}")
+        (cpu.registry() / str(other.pid)).touch()
         while_waiting = []
 
         def wait(seconds):  # work() sleeps only while it waits for points others hold
@@ -179,7 +180,7 @@ def test_a_worker_that_only_waits_for_the_last_point_leaves_its_cores_to_the_one
     both = max(1, cpu.cores() // 2)
     assert [t.user_attrs["threads"] for t in study.trials if t.number != held.number] == [both, both]  # while both train
     assert while_waiting == [(1, 1.0)]  # then only the other counts, and we look again within a second
-    assert status.complete == 3 and not (cpu.REGISTRY / str(os.getpid())).exists()
+    assert status.complete == 3 and not (cpu.registry() / str(os.getpid())).exists()
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() stands in for the other machine

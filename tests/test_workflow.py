@@ -173,8 +173,8 @@ def test_the_seed_scale_model_matches_the_seeds_ratios_and_says_what_it_does_not
     """studies/seed_scale_model.toml against studies/workflow.toml (the seed's commands), from
     the files alone: every ratio that governs overfitting within 3% (the screened models' sizes
     within 7%: 2x4x48 is the nearest shape to the seed's 0.344), the rest named with a reason."""
-    from dropout_decay.sweep.plan import load_workflow
-    from dropout_decay.sweep.scale import numbers, side_by_side
+    from dropout_decay.design.plan import load_workflow
+    from dropout_decay.design.scale import numbers, side_by_side
 
     wf = load_workflow("seed_scale_model")
     ours, seed = numbers(wf, "2x4x96"), numbers(load_workflow("workflow"), "12x8x384")

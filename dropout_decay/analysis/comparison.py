@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ..model.arms import base_name, is_twin, twin_name
+
 LEVEL = 0.95
 ALPHA = 0.05
 POWER = 0.8
-FIXED = "@fixed"
 
 
 def mde(n: int, std: float, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -112,10 +113,10 @@ def compare_arms(metrics: pd.DataFrame, decay_arms: list[str], calibrated_arms: 
     calibrated arm every hand decay too. `best_static` marks the static rate with the lowest mean
     validation loss at that segment; the differences are in `metric`."""
     rows = []
-    fixed = metrics["arm"].str.endswith(FIXED)
+    fixed = metrics["arm"].map(is_twin)
     for pool, part in (("growing", metrics[~fixed]), ("fixed", metrics[fixed])):
-        suffix = FIXED if pool == "fixed" else ""
-        decays, calibrated = [d + suffix for d in decay_arms], [c + suffix for c in calibrated_arms]
+        name = twin_name if pool == "fixed" else base_name
+        decays, calibrated = [name(d) for d in decay_arms], [name(c) for c in calibrated_arms]
         for (model, segment), at in part.groupby(["model", "segment"], sort=True):
             key = replicates(at)
             loss = at.pivot_table(index=key, columns="arm", values=metric, aggfunc="first")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .comparison import FIXED, holm, paired, replicate_labels, replicates, verdict
+from ..model.arms import is_twin, twin_name
+from .comparison import holm, paired, replicate_labels, replicates, verdict
 
 
 def interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val_loss") -> list[dict]:
@@ -25,19 +26,19 @@ def interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val
         key = replicates(at)
         loss = at.pivot_table(index=key, columns="arm", values=metric, aggfunc="first")
         chosen = at.pivot_table(index=key, columns="arm", values="val_loss", aggfunc="first")
-        statics = [a for a in loss.columns if not a.endswith(FIXED) and a not in decay_arms]
-        paired_statics = [a for a in statics if a + FIXED in loss.columns]
+        statics = [a for a in loss.columns if not is_twin(a) and a not in decay_arms]
+        paired_statics = [a for a in statics if twin_name(a) in loss.columns]
         if not paired_statics:
             continue
         best = min(statics, key=lambda a: (chosen[a].mean(), a))
-        cap = int(at.loc[~at["arm"].str.endswith(FIXED), "cap"].iloc[0])
-        for decay in (d for d in decay_arms if d in loss.columns and d + FIXED in loss.columns):
-            if best + FIXED not in loss.columns:
+        cap = int(at.loc[~at["arm"].map(is_twin), "cap"].iloc[0])
+        for decay in (d for d in decay_arms if d in loss.columns and twin_name(d) in loss.columns):
+            if twin_name(best) not in loss.columns:
                 continue
-            cols = [decay, best, decay + FIXED, best + FIXED]
+            cols = [decay, best, twin_name(decay), twin_name(best)]
             both = loss[cols].dropna()
             growing = both[decay] - both[best]
-            fixed = both[decay + FIXED] - both[best + FIXED]
+            fixed = both[twin_name(decay)] - both[twin_name(best)]
             rows.append({"model": model, "segment": int(segment), "cap": cap, "decay_arm": decay, "best_static": best,
                          "metric": metric, "growing_diff_mean": float(growing.mean()), "fixed_diff_mean": float(fixed.mean()),
                          "replicates": replicate_labels(both.index),

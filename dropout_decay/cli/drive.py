@@ -1,19 +1,35 @@
-"""Where runs live, and training a study's points here: what every command that trains ends in."""
+"""The one path every command that trains takes: a stage, from its plan to its artefacts.
+
+`screen`/`confirm`/`probe`/`stream`, `run NAME`, each stage of a `workflow`, `resume`/`worker`
+and `replay` build a `StagePlan` and call `run_stage`; they differ only in what they put in it:
+
+    resolve_stage()   settings -> data -> data-dependent defaults -> memory check -> the config
+    run_stage()       open (or create) the study -> re-queue what a dead run left -> train its
+                      points here (sweep/runner) -> write its artefacts -> analyse it
+
+A plan without `resolved` continues a study that exists, on its stored settings and data.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 from ..common.interrupts import doing, shield
 
-RUNS_DIR = Path("runs")
+
+def runs_dir() -> Path:
+    """Where runs live by default: runs/ under the folder the command runs in."""
+    return Path("runs")
 
 
 def new_run_dir(prefix: str) -> Path:
     """runs/<prefix>-<time>, with a suffix when a run of the same second already has it."""
-    base = RUNS_DIR / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = runs_dir() / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 1
     while out.exists():
         k += 1
@@ -21,12 +37,121 @@ def new_run_dir(prefix: str) -> Path:
     return out
 
 
-def drive(study, s, cache, device: str, out: Path, threads: int | None = None, root: Path | None = None) -> int:
-    """Train the study's points here until none is left, then write its artefacts into `out`.
-    `root` is the run folder holding plotly.js and the artifact store (default: `out`)."""
-    from ..sweep import cpu
-    from ..report.artefacts import export
+@dataclass(frozen=True)
+class Resolved:
+    """A stage's settings with every default filled against its data, the data, and the config
+    its study stores."""
+    settings: object  # design.Settings
+    cache: object  # data.TokenCache
+    config: dict
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What a command hands `run_stage`."""
+    storage: object  # an open Optuna storage
+    url: str  # the storage as the user named it (for the log)
+    name: str  # the study's name
+    out: Path  # where its artefacts go
+    device: object  # training.DeviceChoice
+    label: str  # how the log names this run
+    resolved: Resolved | None = None  # None: the stored study's own settings and data
+    root: Path | None = None  # the run folder holding plotly.js and the artifact store (default: out)
+    threads: int | None = None
+    retry_failed: bool = False  # also re-queue points that failed deterministically
+    cache_dir: str | None = None  # a stored study's data on this machine (default: the study's own)
+    export_first: bool = False  # write the artefacts of what is stored before training
+    on_open: Callable[[object, dict], None] = lambda study, config: None  # once the study is open, before training
+
+
+@dataclass(frozen=True)
+class StageResult:
+    study: object  # optuna.Study
+    settings: object  # design.Settings
+    code: int  # 0 done, 130 interrupted
+    status: object  # sweep.GridStatus
+    seconds: float  # this run's wall time
+
+    @cached_property
+    def analysis(self) -> dict:
+        """Everything report.analyse derives from the study, computed when first asked for."""
+        from ..report.artefacts import analyse
+
+        return analyse(self.study)
+
+
+def resolve_stage(s, device, command: str, lock: dict | None = None, threads: int | None = None,
+                  **extra) -> Resolved:
+    """Settings checked against the data they name, and the config a new study stores (with
+    `extra` keys such as the handoff that chose them)."""
+    from ..data.prepare import prepare_cache
+    from ..design.settings import resolve
+    from ..sweep.estimate import micro_batches
+    from ..sweep.provenance import build_config
+
+    doing("caching")
+    cache = prepare_cache(s.data_source())
+    doing("starting")
+    s = resolve(s, cache)
+    micro_batches(s, cache.manifest["vocab_size"])  # a memory budget no micro-batch meets: refused before the study
+    return Resolved(s, cache, build_config(s, cache, device, command, lock, threads) | extra)
+
+
+def stored_stage(study, cache_dir: str | None = None) -> Resolved:
+    """A stored study's own settings and its data on this machine: the local cache, else one built
+    from the study's corpus; refused unless it is exactly the data the study began with."""
+    from dataclasses import replace
+
+    from ..common.errors import UsageError
+    from ..data.cache import load_cache
+    from ..data.prepare import prepare_cache
+    from ..design.settings import Settings
+    from ..sweep.provenance import data_identity, load_config
+
+    config = load_config(study)
+    s = Settings.from_dict(config["settings"])
+    cache_dir = cache_dir or s.cache_dir
+    doing("caching")
+    try:
+        cache = load_cache(cache_dir, s.vocab_size)
+    except UsageError:
+        cache = prepare_cache(replace(s.data_source(), cache_dir=cache_dir, use_cached=False))
+    if s.fingerprint(data_identity(cache)) != config["fingerprint"]:
+        raise UsageError(f"the cache in {cache_dir} is not the data study {study.study_name} began with")
+    return Resolved(s, cache, config)
+
+
+def run_stage(plan: StagePlan) -> StageResult:
+    """Open (or create) the plan's study, train what is left of its grid here, write its
+    artefacts and analyse it (see the module doc)."""
     from ..common.console import log
+    from ..report.artefacts import export
+    from ..sweep.grid import grid_status
+    from ..sweep.recovery import requeue_failed
+    from ..sweep.storage import open_study
+
+    doing("creating")
+    study = open_study(plan.storage, plan.name, plan.resolved.config if plan.resolved else None)
+    resolved = plan.resolved or stored_stage(study, plan.cache_dir)
+    doing("ready")
+    plan.on_open(study, resolved.config)
+    plan.out.mkdir(parents=True, exist_ok=True)  # only once the storage has accepted the study
+    requeued = requeue_failed(study, plan.retry_failed)
+    log(f"{plan.label}: study {plan.name} ({study.sampler.size} points) in {plan.url}; output {plan.out}; {plan.device.note}")
+    if requeued:
+        log(f"re-queued {requeued} point(s) left failed or interrupted by an earlier run")
+    if plan.export_first:
+        export(study, plan.out, plan.root)
+    t0 = time.perf_counter()
+    code = drive(study, resolved.settings, resolved.cache, plan.device.name, plan.out, plan.threads, plan.root)
+    return StageResult(study, resolved.settings, code, grid_status(study, study.sampler.size), time.perf_counter() - t0)
+
+
+def drive(study, s, cache, device: str, out: Path, threads: int | None = None, root: Path | None = None) -> int:
+    """Train the study's points here until none is left, then write its artefacts into `out`."""
+    from ..common.console import log
+    from ..report.artefacts import export
+    from ..sweep import cpu
     from ..sweep.objective import PointRunner
     from ..sweep.recovery import fail_own_running
     from ..sweep.runner import describe, work

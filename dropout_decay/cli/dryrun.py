@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..common.stages import Stage
 from ..data.prepare import prepare_cache
 from ..common.console import clock
 from ..training.device import select_device
 from ..sweep.estimate import grid_seconds, peak_memory, per_step_text, step_seconds
 from ..training.memory import gib
-from ..sweep.plan import WorkflowFile
-from ..sweep.scale import side_by_side
-from ..sweep.settings import mean_rates, resolve
+from ..design.plan import WorkflowFile
+from ..design.scale import side_by_side
+from ..design.settings import mean_rates, resolve
 
 
 def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
-    screen = wf.settings("screen", {})
+    screen = wf.settings(Stage.SCREEN, {})
     device = select_device(screen.device)
     cache = prepare_cache(screen.data_source())
     screen = resolve(screen, cache)
@@ -28,28 +29,28 @@ def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
     dearest = max(screen.specs(), key=lambda m: per_step[m.label].dropping)
     winner = {"models": [f"winner={dearest.shape}"]}
     cost = {"winner": per_step[dearest.label]}
-    plan = [("screen", screen, per_step)]
-    confirm = resolve(wf.settings("confirm", winner | {"token_limits": screen.token_limits[:1],
+    plan = [(Stage.SCREEN, screen, per_step)]
+    confirm = resolve(wf.settings(Stage.CONFIRM, winner | {"token_limits": screen.token_limits[:1],
                                                        "dropout_rates": screen.dropout_rates}), cache)
-    plan.append(("confirm", confirm, cost))
-    if "probe" in wf.tables:
-        plan.append(("probe", resolve(wf.settings("probe", winner | {"dropout_rates": confirm.dropout_rates}), cache), cost))
-    stream = resolve(wf.settings("stream", winner | {"dropout_rates": [0.0, 0.05, 0.1, 0.2]}), cache)
-    if "decays" not in wf.tables["stream"]:
+    plan.append((Stage.CONFIRM, confirm, cost))
+    if Stage.PROBE in wf.tables:
+        plan.append((Stage.PROBE, resolve(wf.settings(Stage.PROBE, winner | {"dropout_rates": confirm.dropout_rates}), cache), cost))
+    stream = resolve(wf.settings(Stage.STREAM, winner | {"dropout_rates": [0.0, 0.05, 0.1, 0.2]}), cache)
+    if "decays" not in wf.tables[Stage.STREAM]:
         stream = replace(stream, decays=["a:0.2:0.1:cosine", "b:0.15:0.05:cosine"])
-    extra = 1 if "probe" in wf.tables and wf.tables["stream"].get("calibrated", True) else 0
+    extra = 1 if Stage.PROBE in wf.tables and wf.tables[Stage.STREAM].get("calibrated", True) else 0
     extra *= 2 if stream.fixed_pool_controls is True else 1  # the calibrated arm's fixed-pool twin
-    plan.append(("stream", stream, cost))
+    plan.append((Stage.STREAM, stream, cost))
     print(f"workflow {wf.name} ({wf.path}) on {device.name} ({device.note}); data: {cache.paths.tokens} "
           f"({cache.n_train:,} training tokens, documents {cache.layout.words()})")
     total = 0.0
     for name, s, steps in plan:
         seconds = grid_seconds(s, steps)
-        if name == "stream" and extra:
+        if name.is_stream and extra:
             seconds *= (len(s.arms()) + extra) / len(s.arms())
         total += seconds
-        print(f"  {name}: {_grid(s, extra if name == 'stream' else 0)}; about {clock(seconds)}")
-        if name == "stream" and "decays" in wf.tables["stream"]:
+        print(f"  {name}: {_grid(s, extra if name.is_stream else 0)}; about {clock(seconds)}")
+        if name.is_stream and "decays" in wf.tables[Stage.STREAM]:
             print(f"    {decay_means(s, cache.manifest['vocab_size'])}")
     memory = peak_memory(screen, cache.manifest["vocab_size"])
     for label, cost in per_step.items():
@@ -69,7 +70,7 @@ def decay_means(s, vocab_size: int) -> str:
 def _grid(s, extra_arms: int = 0) -> str:
     models = " ".join(s.models)
     seeds = f"{len(s.seeds)} seeds" + (f" x {len(s.order_seeds)} order seeds" if s.order_seeds else "")
-    if s.stage == "stream":
+    if s.stage.is_stream:
         arms = len(s.arms()) + extra_arms
         return (f"{models} x {seeds} x {arms} arms over caps "
                 f"{', '.join(f'{c:,}' for c in s.stream_token_caps)} ({s.stage_steps} steps each)")

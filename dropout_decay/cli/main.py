@@ -25,17 +25,17 @@ import sys
 from typing import Callable
 
 from ..common.errors import UsageError
+from ..common.stages import STAGE_NAMES, Stage
 from ..common.interrupts import deferred, exit_with, listen, message, release, shield
-from .parsing import PROG, stage_parser
+from .parsing import prog, stage_parser
 from .stages import launch, run_file
 
-COMMANDS = ("screen", "confirm", "probe", "stream", "run", "workflow", "resume", "worker", "status", "export",
-            "replay", "dashboard", "cache")
+COMMANDS = (*STAGE_NAMES, "run", "workflow", "resume", "worker", "status", "export", "replay", "dashboard", "cache")
 
 
 def dispatch(command: str, rest: list[str], argv: list[str]) -> int:
-    if command in ("screen", "confirm", "probe", "stream"):
-        return launch(command, stage_parser(command, f"{PROG} {command}").parse_args(rest), argv)
+    if command in STAGE_NAMES:
+        return launch(Stage(command), stage_parser(command, f"{prog()} {command}").parse_args(rest), argv)
     if command == "run":
         return run_file(rest, argv)
     if command == "workflow":
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"dropout-decay {__version__}")
         return 0
-    return run_command(lambda: dispatch(argv[0], argv[1:], [PROG, *argv]))
+    return run_command(lambda: dispatch(argv[0], argv[1:], [prog(), *argv]))
 
 
 def console() -> None:

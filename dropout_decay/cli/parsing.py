@@ -9,8 +9,9 @@ from pathlib import Path
 from ..common.errors import UsageError
 
 
-# How the user called us, for usage lines and the command recorded with every study.
-PROG = "dropout-decay" if Path(sys.argv[0]).name == "dropout-decay" else "python -m dropout_decay.study"
+def prog() -> str:
+    """How the user called us, for usage lines and the command recorded with every study."""
+    return "dropout-decay" if Path(sys.argv[0]).name == "dropout-decay" else "python -m dropout_decay.study"
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,7 +21,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         if self.stage and message.startswith("unrecognized arguments"):
-            from ..sweep.studyfiles import STAGE_ONLY
+            from ..design.studyfiles import STAGE_ONLY
 
             for word in message.split(":", 1)[1].split():
                 key = word.split("=")[0].lstrip("-").replace("-", "_")
@@ -45,7 +46,7 @@ def add_run_flags(ap: argparse.ArgumentParser) -> None:
 
 
 def stage_parser(stage: str, prog: str) -> Parser:
-    from ..sweep.flags import add_stage_flags
+    from .flags import add_stage_flags
 
     ap = Parser(prog=prog, description=f"Run the {stage} stage as one Optuna study.")
     ap.stage = stage

@@ -9,13 +9,13 @@ import shlex
 from pathlib import Path
 
 from ..common.errors import UsageError
-from ..common.interrupts import doing
-from .drive import RUNS_DIR, drive
-from .parsing import PROG, Parser, check_run_flags
+from ..common.stages import Stage
+from .drive import Resolved, StagePlan, run_stage, runs_dir, stored_stage
+from .parsing import prog, Parser, check_run_flags
 
 
 def tool_parser(command: str, doc: str) -> Parser:
-    ap = Parser(prog=f"{PROG} {command}", description=doc)
+    ap = Parser(prog=f"{prog()} {command}", description=doc)
     ap.add_argument("run_dir", nargs="?", help="run folder holding study.db")
     ap.add_argument("--storage", help="Optuna storage URL instead of a run folder")
     ap.add_argument("--study", help="study name (needed with --storage)")
@@ -45,7 +45,7 @@ def locate(args: argparse.Namespace):
         if not args.study:
             raise UsageError("--storage needs --study NAME")
         study = open_study(open_storage(args.storage, heartbeat, must_exist=True), args.study)
-        return study, Path(args.output_dir or args.run_dir or f"{RUNS_DIR}/{args.study}")
+        return study, Path(args.output_dir or args.run_dir or f"{runs_dir()}/{args.study}")
     if not args.run_dir:
         raise UsageError("give a run folder, or --storage URL --study NAME")
     run = Path(args.run_dir)
@@ -70,18 +70,24 @@ def is_original(study) -> bool:
     return "replay_of" not in load_config(study)
 
 
+def storage_url(args: argparse.Namespace) -> str:
+    """The storage a tool's arguments name, as the user named it."""
+    from ..sweep.storage import sqlite_url
+
+    return args.storage or sqlite_url(Path(args.run_dir))
+
+
 def join(command: str, rest: list[str]) -> int:
     """`resume` and `worker`: continue a study from what its storage says, on this machine.
 
     Any number of processes or machines may join one study: the storage hands each a different
     grid point, a dead worker's point is re-queued (same host: at once; elsewhere: once its
     heartbeat is stale), and each worker stops when nothing is left to train."""
-    from ..common.console import log
-    from ..training.device import select_device
+    from ..design.settings import Settings
+    from ..sweep.optuna_internals import storage_of
     from ..sweep.provenance import load_config
-    from ..sweep.recovery import requeue_failed
-    from ..sweep.settings import Settings
     from ..sweep.storage import HEARTBEAT_S
+    from ..training.device import select_device
 
     ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
     ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
@@ -91,48 +97,20 @@ def join(command: str, rest: list[str]) -> int:
     args = ap.parse_args(rest)
     check_run_flags(args)
     study, out = locate(args)
-    config = load_config(study)
-    s = Settings.from_dict(config["settings"])
-    device = select_device(s.device)
-    doing("caching")
-    cache = join_cache(s, config, args.cache_dir)
-    doing("ready")
-    out.mkdir(parents=True, exist_ok=True)
-    requeue_failed(study)
-    log(f"{command}: study {study.study_name} ({study.sampler.size} points); output {out}; {device.note}")
+    device = select_device(Settings.from_dict(load_config(study)["settings"]).device)
     run = Path(args.run_dir) if args.run_dir else None
     root = run if run and stage_folder(run, study.study_name) else None  # a workflow stage: the workflow's store
-    return drive(study, s, cache, device.name, out, args.threads, root)
-
-
-def join_cache(s, config: dict, cache_dir: str | None = None):
-    """The study's data on this machine: the local cache, else one built from the study's corpus;
-    refused unless it is exactly the data the study began with."""
-    from dataclasses import replace
-
-    from ..data.cache import load_cache
-    from ..data.prepare import prepare_cache
-    from ..sweep.provenance import data_identity
-    from ..sweep.settings import Settings
-
-    cache_dir = cache_dir or s.cache_dir
-    try:
-        cache = load_cache(cache_dir, s.vocab_size)
-    except UsageError:
-        cache = prepare_cache(replace(s.data_source(), cache_dir=cache_dir, use_cached=False))
-    if Settings.from_dict(config["settings"]).fingerprint(data_identity(cache)) != config["fingerprint"]:
-        raise UsageError(f"the cache in {cache_dir} is not the data this study began with")
-    return cache
+    return run_stage(StagePlan(storage_of(study), storage_url(args), study.study_name, out, device, command, root=root,
+                               threads=args.threads, cache_dir=args.cache_dir)).code
 
 
 def replay(rest: list[str], argv: list[str]) -> int:
     """Re-run a stored grid (or part of it) into a new study in the same storage and report,
     per point, the change in val loss and whether it is bitwise identical."""
-    from ..common.console import log
-    from ..training.device import select_device
+    from ..sweep.optuna_internals import storage_of
     from ..sweep.provenance import build_config, load_config
     from ..sweep.replay import replay_name, replay_rows, replay_settings, replay_summary
-    from ..sweep.storage import open_study
+    from ..training.device import select_device
 
     ap = tool_parser("replay", "Re-run a stored grid, or part of it, into a new study in the same storage.")
     ap.add_argument("--seeds", nargs="+", type=int, help="replay only these seeds")
@@ -146,21 +124,18 @@ def replay(rest: list[str], argv: list[str]) -> int:
     config = load_config(study)
     s = replay_settings(config, args.seeds, args.models, args.arms, args.dropout_rates, args.device)
     device = select_device(s.device)
-    cache = join_cache(s, config)
-    name = replay_name(study._storage, study.study_name)
+    cache = stored_stage(study).cache  # the original's data, checked
     new = build_config(s, cache, device, shlex.join(argv), config.get("lock"), args.threads) | {"replay_of": study.study_name}
-    doing("creating")
-    target = open_study(study._storage, name, new)
-    doing("ready")
+    name = replay_name(storage_of(study), study.study_name)
     folder = (out if is_original(study) else out.parent) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    log(f"replay: {new['grid_size']} of {config['grid_size']} points of {study.study_name} into study {name}; output {folder}")
-    code = drive(target, s, cache, device.name, folder, args.threads)
-    rows = replay_rows(study, target)
+    label = f"replay of {study.study_name} ({new['grid_size']} of {config['grid_size']} points)"
+    done = run_stage(StagePlan(storage_of(study), storage_url(args), name, folder, device, label, Resolved(s, cache, new),
+                               threads=args.threads))
+    rows = replay_rows(study, done.study)
     same, worst = replay_summary(rows)
     print(f"replay {name}: {same}/{len(rows)} points bitwise identical, largest |delta val loss| {worst:.3g}; "
           f"per point in {folder / 'replay.csv'}")
-    return code
+    return done.code
 
 
 def dashboard(rest: list[str]) -> int:
@@ -177,9 +152,9 @@ def dashboard(rest: list[str]) -> int:
     args = ap.parse_args(rest)
     port = free_port(args.port)
     if not args.run_dir and not args.storage:
-        runs = sorted(RUNS_DIR.glob("**/study.db"), key=lambda p: p.stat().st_mtime)
+        runs = sorted(runs_dir().glob("**/study.db"), key=lambda p: p.stat().st_mtime)
         if not runs:
-            raise UsageError(f"no run under {RUNS_DIR}/; give a run folder or --storage URL")
+            raise UsageError(f"no run under {runs_dir()}/; give a run folder or --storage URL")
         args.run_dir = str(runs[-1].parent)
     url = args.storage or sqlite_url(Path(args.run_dir))
     storage = open_storage(url, must_exist=True)
@@ -241,11 +216,11 @@ def export_command(rest: list[str]) -> int:
 
 def cache_command(rest: list[str]) -> int:
     from ..data.prepare import prepare_cache
-    from ..sweep.flags import add_data_flags, settings_from_args
+    from .flags import add_data_flags, settings_from_args
 
-    ap = Parser(prog=f"{PROG} cache", description="Build or check the token cache.")
+    ap = Parser(prog=f"{prog()} cache", description="Build or check the token cache.")
     add_data_flags(ap)
-    s = settings_from_args("screen", ap.parse_args(rest))
+    s = settings_from_args(Stage.SCREEN, ap.parse_args(rest))
     cache = prepare_cache(s.data_source())
     print(f"{cache.paths.tokens}: {cache.tokens.size:,} tokens ({cache.n_train:,} train, {cache.val.size:,} val, "
           f"{cache.test.size:,} test; "

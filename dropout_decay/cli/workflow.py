@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,23 +22,16 @@ from ..analysis.comparison import claims
 from ..common.console import log
 from ..common.errors import UsageError
 from ..common.files import check_output_dir, write_json
-from ..common.interrupts import doing
-from ..data.prepare import prepare_cache
+from ..common.stages import Stage
+from ..design.handoff import best_candidate, lock_record, lowest_loss
+from ..design.plan import WorkflowFile, derived_stream_arms, load_workflow
 from ..model.law import formula
-from ..report.artefacts import analyse
 from ..report.index import index_figures, write_index
-from ..sweep.estimate import micro_batches
-from ..sweep.grid import grid_status
-from ..sweep.handoff import best_candidate, lock_record, lowest_loss
-from ..sweep.plan import WorkflowFile, derived_stream_arms, load_workflow
-from ..sweep.provenance import build_config, data_identity, load_config
-from ..sweep.recovery import requeue_failed
-from ..sweep.settings import Settings, resolve
-from ..sweep.storage import HEARTBEAT_S, open_storage, open_study, sqlite_url
+from ..sweep.storage import HEARTBEAT_S, open_storage, sqlite_url
 from ..training.device import select_device
-from .drive import RUNS_DIR, drive, new_run_dir
+from .drive import StagePlan, StageResult, new_run_dir, resolve_stage, run_stage, runs_dir
 from .dryrun import print_plan
-from .parsing import PROG, Parser, check_run_flags
+from .parsing import Parser, check_run_flags, prog
 
 ADVICE = ["more steps per token (a larger `steps`, or smaller `token_limits`, in the file's [screen]) so the models overfit",
           "a larger model, which overfits a fixed token limit sooner",
@@ -49,7 +41,7 @@ ADVICE = ["more steps per token (a larger `steps`, or smaller `token_limits`, in
 
 
 def workflow_command(rest: list[str], argv: list[str]) -> int:
-    ap = Parser(prog=f"{PROG} workflow", description=__doc__.splitlines()[0])
+    ap = Parser(prog=f"{prog()} workflow", description=__doc__.splitlines()[0])
     ap.add_argument("config", help="a workflow file: a name in studies/ (e.g. cpu_workflow) or a path to a TOML")
     ap.add_argument("--output-dir", help="the workflow folder (default: the previous run of this file, else runs/<name>-<time>)")
     ap.add_argument("--storage", help="Optuna storage URL for every stage (default: sqlite:///<output-dir>/study.db)")
@@ -76,12 +68,10 @@ def file_hash(wf: WorkflowFile) -> str:
 
 def folder(wf: WorkflowFile, output_dir: str | None) -> Path:
     """The given folder, else the latest one this same workflow file made (to resume), else a new one."""
-    import json
-
     if output_dir:
         return Path(output_dir)
     previous = []
-    for record in RUNS_DIR.glob(f"{wf.name}-*/workflow.json"):
+    for record in runs_dir().glob(f"{wf.name}-*/workflow.json"):
         try:
             if json.loads(record.read_text()).get("config_sha256") == file_hash(wf):
                 previous.append(record.parent)
@@ -108,100 +98,96 @@ class Workflow:
     def run(self) -> int:
         self.device = select_device(self.wf.shared.get("device", "mps"))
         self.record |= {"device": self.device.name, "mps_compliant": self.device.mps_compliant, "note": self.device.note}
-        screen = self.stage("screen", {})
+        screen = self.stage(Stage.SCREEN, {})
         if screen is None:
             return 130
-        best = self.select(screen, "screen")
+        best = self.select(screen, Stage.SCREEN)
         if best is None:
-            return self.stop("screen", "no screened model has an interior, nonzero optimum deeper than seed noise")
-        confirm = self.stage("confirm", {"models": [f"winner={best['model_shape']}"], "token_limits": [best["cap"]],
-                                         "dropout_rates": screen["settings"].dropout_rates},
+            return self.stop(Stage.SCREEN, "no screened model has an interior, nonzero optimum deeper than seed noise")
+        confirm = self.stage(Stage.CONFIRM, {"models": [f"winner={best['model_shape']}"], "token_limits": [best["cap"]],
+                                             "dropout_rates": screen.settings.dropout_rates},
                              {"selected": best["model"], "shape": best["model_shape"], "token_limit": best["cap"],
                               "evidence": best["verdict"]})
         if confirm is None:
             return 130
-        locked = self.select(confirm, "confirm")
+        locked = self.select(confirm, Stage.CONFIRM)
         if locked is None:
-            return self.stop("confirm", "with 3 seeds the winner's optimum is not interior, nonzero and deeper than seed noise")
-        lock = lock_record(locked, "workflow confirm stage", study=confirm["study"].study_name)
+            return self.stop(Stage.CONFIRM, "with 3 seeds the winner's optimum is not interior, nonzero and deeper than seed noise")
+        lock = lock_record(locked, "workflow confirm stage", study=confirm.study.study_name)
         self.decide("lock", lock["model"], f"confirm: {locked['verdict']}; plateau {locked['plateau']}")
-        rates = confirm["settings"].dropout_rates
-        calibration = None
-        if "probe" in self.wf.tables:
-            probe = self.stage("probe", {"models": [lock["model"]], "dropout_rates": rates}, {"lock": lock["model"]})
-            if probe is None:
-                return 130
-            law = probe["analysis"]["probe"]["law"]
-            self.decide("probe law", law.get("form") or "none", law.get("reason") or formula(law))
-            if law.get("form") and self.wf.tables["stream"].get("calibrated", True):
-                calibration = f"calibrated:calibrated:{self.out / 'probe' / 'probe.json'}"
-        statics, decays, rule = derived_stream_arms(locked["best_p"], rates)
-        table = self.wf.tables["stream"]
+        calibration = self.probe(lock, confirm.settings.dropout_rates)
+        if calibration is False:
+            return 130
+        return self.stream(lock, locked["best_p"], confirm.settings.dropout_rates, calibration)
+
+    def probe(self, lock: dict, rates: list[float]) -> str | None | bool:
+        """The probe, when the file has one: the calibrated arm it adds to the stream (None: no
+        arm), or False when interrupted."""
+        if Stage.PROBE not in self.wf.tables:
+            return None
+        probe = self.stage(Stage.PROBE, {"models": [lock["model"]], "dropout_rates": rates}, {"lock": lock["model"]})
+        if probe is None:
+            return False
+        law = probe.analysis["probe"]["law"]
+        self.decide("probe law", law.get("form") or "none", law.get("reason") or formula(law))
+        if law.get("form") and self.wf.tables[Stage.STREAM].get("calibrated", True):
+            return f"calibrated:calibrated:{self.out / Stage.PROBE / 'probe.json'}"
+        return None
+
+    def stream(self, lock: dict, best_p: float, rates: list[float], calibration: str | None) -> int:
+        statics, decays, rule = derived_stream_arms(best_p, rates)
+        table = self.wf.tables[Stage.STREAM]
         decays = table.get("decays", decays) + ([calibration] if calibration else [])
         statics = table.get("dropout_rates", statics)
-        stream = self.stage("stream", {"models": [lock["model"]], "dropout_rates": statics, "decays": decays},
+        stream = self.stage(Stage.STREAM, {"models": [lock["model"]], "dropout_rates": statics, "decays": decays},
                             {"lock": lock, "rule": rule}, lock=lock)
         if stream is None:
             return 130
-        chosen = stream["settings"]  # what the stream study holds, even if it was created by an earlier version
+        chosen = stream.settings  # what the stream study holds, even if it was created by an earlier version
         self.decide("stream arms", f"static {chosen.dropout_rates}, decays {[d.split(':')[0] for d in chosen.decays]}",
-                    "from the config" if {"dropout_rates", "decays"} <= set(table) else f"derived: {rule}")
-        self.record["stages"]["stream"]["claims"] = claims(stream["analysis"].get("comparison", []))
-        self.record["stages"]["stream"]["primary"] = stream["analysis"].get("primary", [])
+                    "from the config" if self.names_stream_arms() else f"derived: {rule}")
+        entry = self.record["stages"][Stage.STREAM]
+        entry["claims"] = claims(stream.analysis.get("comparison", []))
+        entry["primary"] = stream.analysis.get("primary", [])
         self.record["status"] = "done"
         self.save()
         log(f"workflow {self.wf.name}: done; {self.out / 'index.html'}")
         return 0
 
-    def stage(self, stage: str, handed: dict, handoff: dict | None = None, lock: dict | None = None) -> dict | None:
-        """Create (or find) the stage's study, train what is left, export; None when interrupted."""
+    def stage(self, stage: Stage, handed: dict, handoff: dict | None = None, lock: dict | None = None) -> StageResult | None:
+        """Create (or find) the stage's study, train what is left, export; None when interrupted.
+        A study that exists keeps its stored settings: decisions, once made, stay made."""
         name = f"{self.wf.name}-{stage}"
-        if name in optuna.study.get_all_study_names(self.storage):
-            study = open_study(self.storage, name)
-            config = load_config(study)
-            settings = Settings.from_dict(config["settings"])
-            doing("caching")
-            cache = prepare_cache(settings.data_source())
-            if Settings.from_dict(config["settings"]).fingerprint(data_identity(cache)) != config["fingerprint"]:
-                raise UsageError(f"the cache in {settings.cache_dir} is not the data study {name} began with")
-        else:
-            settings = self.wf.settings(stage, handed, forced={"decays"} if stage == "stream" else set())
-            doing("caching")
-            cache = prepare_cache(settings.data_source())
-            settings = resolve(settings, cache)
-            micro_batches(settings, cache.manifest["vocab_size"])  # a memory budget no micro-batch meets: refused here
-            config = build_config(settings, cache, self.device, self.command, lock, self.args.threads)
-            config["handoff"] = handoff
-            doing("creating")
-            study = open_study(self.storage, name, config)
-        doing("ready")
-        requeue_failed(study)
-        stage_dir = self.out / stage
+        resolved = None
+        if name not in optuna.study.get_all_study_names(self.storage):
+            settings = self.wf.settings(stage, handed, forced={"decays"} if stage.is_stream else set())
+            resolved = resolve_stage(settings, self.device, self.command, lock, self.args.threads, handoff=handoff)
         entry = self.record["stages"].setdefault(stage, {})
-        entry |= {"study": name, "grid_size": config["grid_size"], "folder": stage, "report": f"{stage}/report.html",
-                  "handoff": config.get("handoff")}
-        self.save()
-        log(f"workflow {self.wf.name}: {stage} ({config['grid_size']} points, study {name})")
-        t0 = time.perf_counter()
-        code = drive(study, settings, cache, self.device.name, stage_dir, self.args.threads, root=self.out)
-        status = grid_status(study, study.sampler.size)
-        entry |= {"complete": status.complete, "failed": status.failed,
-                  "seconds_this_run": round(time.perf_counter() - t0, 1), "trained_seconds": round(sum(status.durations), 1)}
-        if code == 130:
+
+        def opened(study, config: dict) -> None:
+            entry.update({"study": name, "grid_size": config["grid_size"], "folder": str(stage),
+                          "report": f"{stage}/report.html", "handoff": config.get("handoff")})
+            self.save()
+
+        done = run_stage(StagePlan(self.storage, self.url, name, self.out / stage, self.device,
+                                   f"workflow {self.wf.name}: {stage}", resolved, root=self.out,
+                                   threads=self.args.threads, on_open=opened))
+        entry |= {"complete": done.status.complete, "failed": done.status.failed,
+                  "seconds_this_run": round(done.seconds, 1), "trained_seconds": round(sum(done.status.durations), 1)}
+        if done.code == 130:
             self.record["status"] = "interrupted"
             self.save()
             return None
-        if status.failed:
+        if done.status.failed:
             self.save()
-            raise UsageError(f"{status.failed} point(s) of {name} failed (see `status {self.out}`); "
+            raise UsageError(f"{done.status.failed} point(s) of {name} failed (see `status {self.out}`); "
                              "fix the cause and rerun the workflow with the same folder to retry them")
-        analysis = analyse(study)
-        self.figures[stage] = index_figures(stage, analysis)
+        self.figures[stage] = index_figures(stage, done.analysis)
         self.save()
-        return {"study": study, "settings": settings, "analysis": analysis}
+        return done
 
-    def select(self, done: dict, stage: str) -> dict | None:
-        selection = done["analysis"].get("selection", [])
+    def select(self, done: StageResult, stage: Stage) -> dict | None:
+        selection = done.analysis.get("selection", [])
         self.record["stages"][stage]["selection"] = [
             {k: r[k] for k in ("model", "model_shape", "cap", "best_p", "plateau", "dip_over_std", "candidate", "verdict")}
             for r in selection]
@@ -216,7 +202,7 @@ class Workflow:
 
     def names_stream_arms(self) -> bool:
         """Does the stream's table name its static rates and decays, so no p* is needed to derive them?"""
-        return {"dropout_rates", "decays"} <= set(self.wf.tables["stream"])
+        return {"dropout_rates", "decays"} <= set(self.wf.tables[Stage.STREAM])
 
     def decide(self, step: str, chosen: str, why: str) -> None:
         self.record["decisions"] = [d for d in self.record["decisions"] if d["step"] != step]

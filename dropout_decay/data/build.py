@@ -136,6 +136,36 @@ def difficulty(train: np.ndarray, vocab_size: int, utf8_bytes: int, chars: int, 
             "unigram_entropy_bits": float(-(p * np.log2(p)).sum())}
 
 
+def _manifest(corpus: Corpus, layout: Layout, sample: dict, vocab_size: int, tok, paths: CachePaths, lengths,
+              ids: tuple, counts: tuple[int, int, int], hardness: dict) -> dict:
+    """What the cache holds and how it was made: the manifest that lands last (see load_cache)."""
+    train_ids, val_ids, test_ids = ids
+    n_train, n_val, n_test = counts
+    return {
+        "format": FORMAT,
+        "created_by": f"dropout-decay {__version__}",
+        "corpus": {"source": corpus.source, "sha256": corpus.sha256, "text_field": corpus.text_field,
+                   "cleaning": corpus.cleaning, "documents": int(lengths.size), "chars": int(lengths.sum()),
+                   "files": [{"name": n, "sha256": d} for n, d in zip(corpus.names, corpus.file_sha256)]},
+        "layout": layout.describe(),
+        "tokenizer_sample": sample,
+        "vocab_size": vocab_size,
+        "bos_id": bos_id(tok),
+        "tokenizer_file": paths.tokenizer.name,
+        "tokenizer_sha256": sha256_file(paths.tokenizer),
+        "tokens_file": paths.tokens.name,
+        "dtype": "uint16",
+        "token_count": n_train + n_val + n_test,
+        "train_tokens": n_train,
+        "val_tokens": n_val,
+        "test_tokens": n_test,
+        "train_documents": int(train_ids.size),
+        "val_documents": int(val_ids.size),
+        "test_documents": int(test_ids.size),
+        "difficulty": hardness,
+    }
+
+
 def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: Layout = Layout(),
                 timings: dict | None = None) -> TokenCache:
     """Scan, train the tokenizer, encode, lay out; the manifest lands last. `timings`, when
@@ -174,29 +204,9 @@ def build_cache(cache_dir: str | Path, vocab_size: int, corpus: Corpus, layout: 
     sizes = offsets[1:] - offsets[:-1]
     n_train, n_val, n_test = (int(sizes[ids].sum()) for ids in (train_ids, val_ids, test_ids))
     tokens = np.load(paths.tokens, mmap_mode="r")
-    write_json(paths.manifest, {
-        "format": FORMAT,
-        "created_by": f"dropout-decay {__version__}",
-        "corpus": {"source": corpus.source, "sha256": corpus.sha256, "text_field": corpus.text_field,
-                   "cleaning": corpus.cleaning, "documents": int(lengths.size), "chars": int(lengths.sum()),
-                   "files": [{"name": n, "sha256": d} for n, d in zip(corpus.names, corpus.file_sha256)]},
-        "layout": layout.describe(),
-        "tokenizer_sample": sample,
-        "vocab_size": vocab_size,
-        "bos_id": bos_id(tok),
-        "tokenizer_file": paths.tokenizer.name,
-        "tokenizer_sha256": sha256_file(paths.tokenizer),
-        "tokens_file": paths.tokens.name,
-        "dtype": "uint16",
-        "token_count": n_train + n_val + n_test,
-        "train_tokens": n_train,
-        "val_tokens": n_val,
-        "test_tokens": n_test,
-        "train_documents": int(train_ids.size),
-        "val_documents": int(val_ids.size),
-        "test_documents": int(test_ids.size),
-        "difficulty": difficulty(tokens[:n_train], vocab_size, utf8_bytes, int(lengths.sum()), n_train + n_val + n_test),
-    })
+    write_json(paths.manifest, _manifest(corpus, layout, sample, vocab_size, tok, paths, lengths, (train_ids, val_ids, test_ids),
+                                         (n_train, n_val, n_test), difficulty(tokens[:n_train], vocab_size, utf8_bytes,
+                                                                              int(lengths.sum()), n_train + n_val + n_test)))
     timings["total"] = time.perf_counter() - t0
     log(f"cache: {n_train + n_val + n_test:,} tokens ({n_train:,} train, {n_val:,} val, {n_test:,} test; documents "
         f"{layout.words()}) in {paths.dir} after {time.perf_counter() - t0:.1f}s")

@@ -30,10 +30,13 @@ from ..analysis.probe import analyse_probe
 from ..sweep.provenance import load_config
 from ..sweep.replay import replay_rows
 from .page import ensure_plotly, report_page
+from ..common.stages import Stage
+from ..model.arms import Arm, ArmKind
 from ..model.schedules import parse_decays
 from ..analysis.interaction import interaction
 from ..analysis.primary import judge
 from ..analysis.selection import select_models
+from ..sweep.optuna_internals import storage_of
 from ..sweep.storage import checkpoint
 
 METRICS = ("train_loss", "val_loss", "gap", "test_loss")
@@ -75,7 +78,7 @@ def _flat(records: list[dict], drop=()) -> pd.DataFrame:
 
 
 def arm_key(config: dict) -> str:
-    return "arm" if config["stage"] == "stream" else "dropout"
+    return Stage(config["stage"]).arm_key
 
 
 def point_fields(config: dict, params: dict) -> dict:
@@ -135,15 +138,17 @@ def analyse(study: optuna.Study) -> dict:
     a["frame"], a["summary"] = frame, summarise(frame, config)
     device, compliant = config["compliance"]["device"], config["compliance"]["mps_compliant"]
     settings = config["settings"]
-    if config["stage"] in ("screen", "confirm"):
+    stage = Stage(config["stage"])
+    if stage.sweeps_statics:
         a["selection"] = [r | {"mps_compliant": compliant} for r in select_models(by_replicate(frame), settings["plateau_delta"])]
         a["note"] = static_note(config, a["selection"])
-    elif config["stage"] == "probe":
+    elif stage is Stage.PROBE:
         a["probe"] = analyse_probe(by_replicate(frame), config)
         a["note"] = probe_note(config, a["probe"])
     else:
         parsed = parse_decays(settings["decays"], settings.get("calibrations"))
-        decays, calibrated = [d.name for d in parsed], [d.name for d in parsed if d.shape == "calibrated"]
+        decays = [d.name for d in parsed]
+        calibrated = [d.name for d in parsed if Arm(d).kind is ArmKind.CALIBRATED]
         metric = "test_loss" if frame["test_loss"].notna().all() else "val_loss"  # val: made before the test split
         a["comparison"] = [r | {"device": device, "mps_compliant": compliant}
                            for r in compare_arms(frame, decays, calibrated, metric)]
@@ -152,7 +157,7 @@ def analyse(study: optuna.Study) -> dict:
         a["primary"] = judge(settings.get("claims"), a["comparison"], a["claims"], a["interaction"])
         a["note"] = stream_note(config, a["comparison"], a["primary"], a["interaction"])
     if "replay_of" in config:
-        original = optuna.load_study(study_name=config["replay_of"], storage=study._storage)
+        original = optuna.load_study(study_name=config["replay_of"], storage=storage_of(study))
         a["replay"] = replay_rows(original, study)
         a["note"] += replay_note(config["replay_of"], a["replay"])
     return a

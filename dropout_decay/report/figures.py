@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..model.arms import is_twin
 from ..common.svg import COLOURS
 
 
@@ -19,7 +20,7 @@ def _colour(i: int) -> str:
 
 
 def _dash(arm) -> str:
-    if isinstance(arm, str) and arm.endswith("@fixed"):
+    if isinstance(arm, str) and is_twin(arm):
         return "dot"
     return "solid" if not isinstance(arm, str) or arm.startswith("static") else "dash"
 
@@ -113,7 +114,7 @@ def stream_figures(summary: pd.DataFrame, comparison: list[dict]) -> list[go.Fig
     name = metric.replace("_", " ")
     for model, rows in summary.groupby("model", sort=True):
         fig = go.Figure()
-        growing = rows[~rows["arm"].str.endswith("@fixed")]
+        growing = rows[~rows["arm"].map(is_twin)]
         caps = dict(zip(growing["segment"], growing["cap"]))  # a fixed-pool twin is drawn at its segment's growing cap
         for i, (arm, one) in enumerate(rows.groupby("arm", sort=True)):
             one = one.sort_values("segment")

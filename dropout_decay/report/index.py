@@ -10,8 +10,9 @@ import html
 import math
 from pathlib import Path
 
+from ..common.stages import Stage
 from ..common.files import write_text
-from ..sweep.plan import ORDER
+from ..design.plan import ORDER
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
 from .notes import cap_text
 from .page import PLOTLY_JS, figure_divs, page
@@ -21,9 +22,10 @@ def index_figures(stage: str, analysis: dict) -> str:
     """The plots a researcher looks at first, per stage, as HTML divs."""
     if not analysis.get("metrics"):
         return ""
-    if stage in ("screen", "confirm"):
+    stage = Stage(stage)
+    if stage.sweeps_statics:
         figures = static_figures(analysis["frame"], analysis["selection"])
-    elif stage == "probe":
+    elif stage is Stage.PROBE:
         figures = probe_figures(analysis["frame"], analysis["probe"])
     else:
         learning = learning_figures(analysis["trace"], "arm", True)
@@ -88,7 +90,7 @@ def write_index(out: Path, record: dict, figures: dict[str, str]) -> None:
     body = (head + "<h2>Decisions</h2><table><tr><th>step</th><th>chosen</th><th>why</th></tr>" + decisions + "</table>"
             "<h2>Stages</h2><table><tr><th>stage (report)</th><th>study</th><th>complete</th><th>failed</th>"
             "<th>training minutes</th></tr>" + stages + "</table>"
-            + _primary_table(record["stages"].get("stream", {}).get("primary", []))
-            + _claims_table(record["stages"].get("stream", {}).get("claims", []))
+            + _primary_table(record["stages"].get(Stage.STREAM, {}).get("primary", []))
+            + _claims_table(record["stages"].get(Stage.STREAM, {}).get("claims", []))
             + "".join(f"<h2>{html.escape(stage)}</h2>\n{divs}" for stage, divs in _in_order(figures) if divs))
     write_text(Path(out) / "index.html", page(f"dropout-decay workflow {record['workflow']}", body, PLOTLY_JS))

@@ -10,6 +10,7 @@ import math
 
 import optuna
 
+from ..common.stages import Stage
 from ..analysis.comparison import claims
 from ..model.law import formula
 from .figures import model_name
@@ -104,13 +105,13 @@ def probe_note(config: dict, probe: dict) -> str:
 
 def headline(a: dict) -> str:
     """The run's answer in one line, for the console's closing line and export.json."""
-    stage = a["config"]["stage"]
+    stage = Stage(a["config"]["stage"])
     if not a["metrics"]:
         return "no point has completed yet"
-    if stage in ("screen", "confirm"):
+    if stage.sweeps_statics:
         return "; ".join(f"{r['model']} at {r['cap']:,} tokens: best p = {r['best_p']:g} "
                          f"(val loss {r['best_val_loss']:.4f} nats), {r['verdict']}" for r in a["selection"])
-    if stage == "probe":
+    if stage is Stage.PROBE:
         law = a["probe"]["law"]
         return f"law {formula(law)}" if law.get("form") else f"no law: {law['reason']}"
     if a.get("primary"):

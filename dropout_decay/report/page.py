@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..common.stages import Stage
 from ..common.files import write_text
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
 
@@ -59,14 +60,14 @@ def comparison_table(comparison: list[dict], primary: list[dict] = (), interacti
 
 
 def figures_of(a: dict) -> list[go.Figure]:
-    stage = a["config"]["stage"]
+    stage = Stage(a["config"]["stage"])
     figures = []
-    if stage in ("screen", "confirm"):
+    if stage.sweeps_statics:
         figures += static_figures(a["frame"], a["selection"])
-    if stage == "probe":
+    if stage is Stage.PROBE:
         figures += probe_figures(a["frame"], a["probe"])
-    figures += learning_figures(a["trace"], "arm" if stage == "stream" else "dropout", stage == "stream")
-    if stage == "stream":
+    figures += learning_figures(a["trace"], stage.arm_key, stage.is_stream)
+    if stage.is_stream:
         figures += stream_figures(a["summary"], a["comparison"])
     return figures
 

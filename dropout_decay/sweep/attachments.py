@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 
+from .optuna_internals import storage_of
 from .provenance import load_config
 from ..common.svg import line_chart
 
@@ -61,8 +62,8 @@ def attach_trial(trial: optuna.Trial, trace: list[dict], out: Path) -> None:
 
 def attach_study(study: optuna.Study, out: Path) -> None:
     """The study's config, once."""
-    if get_all_artifact_meta(study, storage=study._storage):
+    if get_all_artifact_meta(study, storage=storage_of(study)):
         return
     with tempfile.TemporaryDirectory() as tmp:
-        _upload(store_of(out), study, study._storage, Path(tmp), "config.json",
+        _upload(store_of(out), study, storage_of(study), Path(tmp), "config.json",
                 json.dumps(load_config(study), indent=2, sort_keys=True), "application/json")

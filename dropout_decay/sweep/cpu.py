@@ -26,9 +26,12 @@ import torch
 
 from .workers import pid_alive
 
-# Per machine; DROPOUT_DECAY_WORKERS_DIR names a private one (the tests use it, so that a run
-# elsewhere on the machine does not count as one of theirs).
-REGISTRY = Path(os.environ.get("DROPOUT_DECAY_WORKERS_DIR") or Path(tempfile.gettempdir()) / "dropout-decay-workers")
+
+def registry() -> Path:
+    """The folder of live workers' pids: per machine; DROPOUT_DECAY_WORKERS_DIR names a private one
+    (the tests use it, so that a run elsewhere on the machine does not count as one of theirs).
+    Read when called, so a process that sets the variable after importing us is heard."""
+    return Path(os.environ.get("DROPOUT_DECAY_WORKERS_DIR") or Path(tempfile.gettempdir()) / "dropout-decay-workers")
 
 
 def cores() -> int:
@@ -43,19 +46,20 @@ def cores() -> int:
 
 
 def register() -> None:
-    REGISTRY.mkdir(parents=True, exist_ok=True)
-    (REGISTRY / str(os.getpid())).touch()
+    registry().mkdir(parents=True, exist_ok=True)
+    (registry() / str(os.getpid())).touch()
 
 
 def unregister() -> None:
-    (REGISTRY / str(os.getpid())).unlink(missing_ok=True)
+    (registry() / str(os.getpid())).unlink(missing_ok=True)
 
 
 def registered_alive() -> int:
     """dropout-decay workers alive on this machine, this one included if registered; dead ones'
     files are removed."""
     alive = 0
-    for f in REGISTRY.glob("*") if REGISTRY.is_dir() else []:
+    folder = registry()
+    for f in folder.glob("*") if folder.is_dir() else []:
         if f.name.isdigit() and (int(f.name) == os.getpid() or pid_alive(int(f.name))):
             alive += 1
         else:
@@ -70,7 +74,7 @@ def live_workers() -> int:
 
 def planned_threads(fixed: int | None = None) -> int:
     """The threads a run started now would take: the cores shared with the workers already live."""
-    others = registered_alive() - (REGISTRY / str(os.getpid())).exists()
+    others = registered_alive() - (registry() / str(os.getpid())).exists()
     return fixed or max(1, cores() // (others + 1))
 
 

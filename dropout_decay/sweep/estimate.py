@@ -12,7 +12,8 @@ from ..common.console import clock
 from ..common.errors import UsageError
 from . import cpu
 from ..model.gpt import GPT
-from .settings import Settings
+from ..design.settings import Settings
+from ..model.arms import ArmKind
 from ..training.memory import gib, step_bytes
 from ..training.train import evaluate, make_optimizer, optimizer_step
 
@@ -80,7 +81,7 @@ def typical_seconds(run) -> float:
 def point_steps(s: Settings) -> list[tuple[list[int], int]]:
     """(optimiser steps of each segment, evaluations) of each kind of point in the grid, one per token limit."""
     cfg = s.train
-    if s.stage == "stream":
+    if s.stage.is_stream:
         steps = s.stage_steps * len(s.stream_token_caps)
         return [([s.stage_steps] * len(s.stream_token_caps),
                  (steps // cfg.eval_every if cfg.eval_every else 0) + len(s.stream_token_caps))]
@@ -94,7 +95,8 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
     cfg = s.train
     replicates = len(s.seeds) * len(s.order_seeds or [None])
     eval_sets = 3 if s.layout().has_test else 2
-    arms = [a if a.shape == "calibrated" else a.for_stream(s.stream_token_caps or [0], 0) for a in s.arms()]
+    arms = [a.schedule if a.kind is ArmKind.CALIBRATED else a.schedule.for_stream(s.stream_token_caps or [0], 0)
+            for a in s.arms()]
     total = 0.0
     for cost in per_step.values():
         for segments, evals in point_steps(s):
@@ -105,7 +107,7 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
 
 
 def _dropout(s: Settings) -> bool:
-    return max(s.dropout_rates or [0.0]) > 0 or (s.stage == "stream" and bool(s.decays))
+    return max(s.dropout_rates or [0.0]) > 0 or (s.stage.is_stream and bool(s.decays))
 
 
 def largest_part(spec, vocab_size: int, s: Settings, dropout: bool, fits) -> int | None:

@@ -11,11 +11,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import optuna
-from optuna.samplers import GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from .settings import Settings
-from .workers import worker_tag
+from ..design.settings import Settings
+from .optuna_internals import system_attrs_of, trial_id
 
 
 def search_space(s: Settings) -> dict[str, list]:
@@ -23,42 +22,9 @@ def search_space(s: Settings) -> dict[str, list]:
     order seeds, x order_seed after the seed (a study without them has no such dimension)."""
     labels = [m.label for m in s.specs()]
     replicates = {"seed": list(s.seeds)} | ({"order_seed": list(s.order_seeds)} if s.order_seeds is not None else {})
-    if s.stage == "stream":
+    if s.stage.is_stream:
         return {"model": labels, **replicates, "arm": [a.name for a in s.arms()]}
     return {"model": labels, **replicates, "dropout": list(s.dropout_rates), "tokens": list(s.token_limits)}
-
-
-class FastGridSampler(GridSampler):
-    """GridSampler whose bookkeeping is O(n) a trial instead of O(n x grid).
-
-    Stock GridSampler re-compares every stored trial's search space with its own, value by
-    value, before and after each trial. The trials' stored dicts are the same objects from
-    one call to the next (Optuna caches finished trials), so the verdict is cached by identity.
-    """
-
-    def __init__(self, search_space, seed=None):
-        super().__init__(search_space, seed)
-        self._verdicts: dict[int, tuple[object, bool]] = {}
-
-    def _same_search_space(self, search_space) -> bool:
-        hit = self._verdicts.get(id(search_space))
-        if hit is not None and hit[0] is search_space:
-            return hit[1]
-        verdict = super()._same_search_space(search_space)
-        self._verdicts[id(search_space)] = (search_space, verdict)
-        return verdict
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Tag the trial with its worker first: before this, a kill leaves a trial no one owns."""
-        study._storage.set_trial_user_attr(trial._trial_id, "worker", worker_tag())
-        super().before_trial(study, trial)
-
-    def point(self, grid_id: int) -> dict:
-        return dict(zip(self._param_names, self._all_grids[grid_id]))
-
-    @property
-    def size(self) -> int:
-        return len(self._all_grids)
 
 
 @dataclass(frozen=True)
@@ -76,7 +42,7 @@ def trials_by_point(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
     """Trials per grid point, leaving out PRUNED ones: those are surplus trials that found
     their point already taken and trained nothing (see `surplus_to`)."""
     out: dict[int, list[FrozenTrial]] = {}
-    for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+    for t in study.get_trials(deepcopy=False):
         gid = t.system_attrs.get("grid_id")
         if t.state == TrialState.PRUNED:
             continue
@@ -96,15 +62,15 @@ def first_complete(study: optuna.Study) -> list[FrozenTrial]:
     return out
 
 
-def surplus_to(study: optuna.Study, trial_id: int, number: int) -> FrozenTrial | None:
+def surplus_to(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
     """The trial that already owns this trial's grid point, if any.
 
     Workers race at the grid's tail: two may draw the last point, or pop two queued retries of
     one point. The point belongs to its COMPLETE trial, else to the lowest-numbered RUNNING or
     WAITING one; any other trial is surplus and must not train. The rule needs no lock: every
     contender sees the same lowest number."""
-    gid = study._storage.get_trial_system_attrs(trial_id).get("grid_id")
-    owners = [t for t in trials_by_point(study).get(gid, []) if t._trial_id != trial_id and (
+    gid, own, number = system_attrs_of(study, trial).get("grid_id"), trial_id(trial), trial.number
+    owners = [t for t in trials_by_point(study).get(gid, []) if trial_id(t) != own and (
         t.state == TrialState.COMPLETE or (t.state in (TrialState.RUNNING, TrialState.WAITING) and t.number < number))]
     return min(owners, key=lambda t: (t.state != TrialState.COMPLETE, t.number), default=None)
 

@@ -22,9 +22,9 @@ from .estimate import micro_batches
 from .grid import search_space, surplus_to
 from ..common.interrupts import check, shield
 from ..model.gpt import ModelSpec
-from ..model.schedules import Schedule, static
-from .settings import Settings
-from ..training.train import TrainingDiverged, train
+from ..model.arms import Arm
+from ..design.settings import Settings
+from ..training.train import Hooks, PointRun, TrainingDiverged, train
 
 PROGRESS_EVERY_S = 5.0  # at most one progress line per this many seconds inside a point
 
@@ -39,12 +39,12 @@ class PointRunner:
     artifacts: Path | None = None  # the run folder whose artifact store gets each trial's trace and curve
     interrupted: bool = False  # Ctrl-C arrived during a point: it is FAIL('interrupted'); stop
     specs: dict[str, ModelSpec] = field(init=False)
-    schedules: dict[str, Schedule] = field(init=False)
+    arms: dict[str, Arm] = field(init=False)
 
     def __post_init__(self):
         self.specs = {spec.label: spec for spec in self.settings.specs()}
         self.micro = micro_batches(self.settings, self.cache.manifest["vocab_size"])
-        self.schedules = {a.name: a for a in self.settings.arms()}
+        self.arms = {a.name: a for a in self.settings.arms()}
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -56,7 +56,7 @@ class PointRunner:
             return self._fail(trial, [], "interrupted")
 
     def _run(self, trial: optuna.Trial) -> float:
-        owner = surplus_to(trial.study, trial._trial_id, trial.number)
+        owner = surplus_to(trial.study, trial)
         if owner is not None:
             trial.set_user_attr("surplus_to", owner.number)
             raise optuna.TrialPruned(f"its grid point belongs to trial {owner.number}")
@@ -66,7 +66,6 @@ class PointRunner:
         if self.micro[point["model"]]:
             trial.set_user_attr("micro_batch", self.micro[point["model"]])
         self.on_start(point)
-        schedule = self.schedules[point["arm"]] if "arm" in point else static(point["dropout"])
         rows: list[dict] = []
 
         total = sum(segment.steps for segment in self.settings.segments(point))
@@ -94,10 +93,7 @@ class PointRunner:
 
         t0 = time.perf_counter()
         try:
-            segments = train(self.specs[point["model"]], schedule, self.settings.segments(point), self.cache,
-                             replace(self.settings.train, micro_batch=self.micro[point["model"]]), point["seed"],
-                             self.device, trace, between_steps,
-                             order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps)
+            segments = train(self.point_run(point), self.cache, Hooks(trace, between_steps))
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:
@@ -116,6 +112,13 @@ class PointRunner:
         trial.set_user_attr("trace", rows)
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
         return final["val_loss"]
+
+    def point_run(self, point: dict) -> PointRun:
+        """What training this grid point means, from the stage's settings."""
+        arm = self.arms[point["arm"]] if "arm" in point else self.settings.arm(point)
+        return PointRun(self.specs[point["model"]], arm.schedule, self.settings.segments(point),
+                        replace(self.settings.train, micro_batch=self.micro[point["model"]]), point["seed"],
+                        self.device, order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps)
 
     def _attach(self, trial: optuna.Trial, rows: list[dict]) -> None:
         if self.artifacts is not None:

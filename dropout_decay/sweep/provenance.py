@@ -26,7 +26,7 @@ from ..training.device import DeviceChoice
 from ..common.errors import UsageError
 from ..model.masks import describe as describe_masks
 from .grid import search_space
-from .settings import Settings
+from ..design.settings import Settings
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,11 @@ def environment(device: DeviceChoice, threads: int | None = None) -> dict:
 
 def data_identity(cache: TokenCache) -> dict:
     """The data a study's results depend on: corpus, layout, tokenizer and token counts."""
-    m = cache.manifest
+    return manifest_identity(cache.manifest)
+
+
+def manifest_identity(m: dict) -> dict:
+    """`data_identity` from a cache's manifest alone (a stored config keeps a copy of it)."""
     return {k: m[k] for k in ("vocab_size", "tokenizer_sha256", "token_count", "train_tokens", "val_tokens")} | {
         "corpus_sha256": m["corpus"]["sha256"], "order": m["layout"]["order"], "order_seed": m["layout"]["seed"]}
 

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .grid import trials_by_point
+from .optuna_internals import fail, set_user_attr_of
 from .workers import dead_local_pid, worker_tag
 
 TRANSIENT = ("interrupted", "worker lost")
@@ -51,13 +52,13 @@ def lost_reason(trial: FrozenTrial) -> str | None:
 def reclaim_dead_local(study: optuna.Study) -> int:
     """Fail and re-queue RUNNING trials whose worker was a process on this host that is gone."""
     n = 0
-    for t in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = lost_reason(t)
         if reason is None:
             continue
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            set_user_attr_of(study, t, "fail_reason", reason)
+            if fail(study, t):
                 requeue(study, t, reason)
                 n += 1
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -69,10 +70,10 @@ def fail_own_running(study: optuna.Study, reason: str) -> int:
     """Mark this process's RUNNING trials failed with why: a Ctrl-C between Optuna creating a
     trial and the objective starting escapes the objective, which would otherwise record it."""
     n = 0
-    for t in study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("worker") == worker_tag():
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            n += study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            set_user_attr_of(study, t, "fail_reason", reason)
+            n += fail(study, t)
     return n
 
 

@@ -15,8 +15,8 @@ import optuna
 from ..common.errors import UsageError
 from .grid import first_complete
 from ..model.gpt import parse_model_spec
-from ..model.schedules import static
-from .settings import Settings
+from ..model.schedules import parse_decays, static
+from ..design.settings import Settings
 
 
 def replay_settings(config: dict, seeds=None, models=None, arms=None, rates=None, device=None) -> Settings:
@@ -33,12 +33,12 @@ def replay_settings(config: dict, seeds=None, models=None, arms=None, rates=None
 
     decays, dropout_rates = s.decays, keep(s.dropout_rates, rates, "dropout-rates")
     if arms is not None:
-        if s.stage != "stream":
+        if not s.stage.is_stream:
             raise UsageError("--arms applies to stream studies; use --dropout-rates for screen, confirm and probe")
         names = {a.name: a for a in s.arms()}
         keep(list(names), arms, "arms")
         dropout_rates = [p for p in s.dropout_rates if static(p).name in arms]
-        decays = [text for text, d in zip(s.decays, s.arms()[len(s.dropout_rates):]) if d.name in arms]
+        decays = [text for text, d in zip(s.decays, parse_decays(s.decays, s.calibrations)) if d.name in arms]
     return replace(s, seeds=keep(s.seeds, seeds, "seeds"),
                    models=keep(s.models, models, "models", key=lambda m: parse_model_spec(m).label),
                    dropout_rates=dropout_rates, decays=decays, device=device or s.device)

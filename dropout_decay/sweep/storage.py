@@ -17,9 +17,10 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 
 from ..common.errors import UsageError
-from .grid import FastGridSampler
+from .optuna_internals import FastGridSampler, engine_of, storage_of
 from .provenance import load_config
 from .recovery import requeue_stale
+from .workers import worker_tag
 
 HEARTBEAT_S = 60
 
@@ -124,11 +125,6 @@ def _without_password(url: str) -> str:
         return url
 
 
-def engine_of(storage):
-    """The SQLAlchemy engine behind an RDB storage (also when wrapped in Optuna's cache), else None."""
-    return getattr(getattr(storage, "_backend", storage), "engine", None)
-
-
 def release(storage) -> None:
     """Close pooled connections, so a refusal leaves no SQLite side files (-wal, -shm) behind."""
     engine = engine_of(storage)
@@ -139,7 +135,7 @@ def release(storage) -> None:
 def checkpoint(study: optuna.Study) -> None:
     """Fold SQLite's write-ahead log into study.db, so the file alone is the whole study
     (copy it, mail it, open it in optuna-dashboard). No-op for other storages."""
-    engine = engine_of(study._storage)
+    engine = engine_of(storage_of(study))
     if engine is not None and engine.url.get_backend_name() == "sqlite":
         try:
             with engine.connect() as con:
@@ -183,7 +179,7 @@ def open_study(storage: RDBStorage, name: str, config: dict | None = None) -> op
                                  f"(fingerprint {stored['fingerprint']} vs {config['fingerprint']}); "
                                  "pick another --study-name or --output-dir")
             config = stored
-    sampler = FastGridSampler(config["grid"], seed=config["grid_seed"])
+    sampler = FastGridSampler(config["grid"], seed=config["grid_seed"], tag_worker=worker_tag)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
                                 load_if_exists=True)
     if not exists:

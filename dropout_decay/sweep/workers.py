@@ -11,11 +11,8 @@ import socket
 
 from optuna.trial import FrozenTrial
 
-HOST = socket.gethostname()
-
-
 def worker_tag() -> str:
-    return f"{HOST}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -31,6 +28,6 @@ def pid_alive(pid: int) -> bool:
 def dead_local_pid(trial: FrozenTrial) -> int | None:
     """The pid of this trial's worker when it ran on this host and is gone, else None."""
     host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-    if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
         return int(pid)
     return None

@@ -152,70 +152,94 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.Opt
                              weight_decay=cfg.weight_decay, fused=device in ("cuda", "mps", "cpu"))
 
 
-def train(
-    spec: ModelSpec,
-    schedule: Schedule,
-    segments: list[Segment],
-    cache: TokenCache,
-    cfg: TrainConfig,
-    seed: int,
-    device: str = "cpu",
-    trace: Trace | None = None,
-    between_steps: Callable[[], None] = lambda: None,
-    order_seed: int | None = None,
-    schedule_caps: list[int] | None = None,
-) -> list[dict]:
-    """Train from fresh init through `segments`; return one metrics row per segment.
-    `between_steps` runs before every step (a worker adjusting its CPU threads). `schedule_caps`
-    are the caps a calibrated schedule follows (default the segments'; a fixed-pool twin follows
-    the growing stream's)."""
-    trace = trace or (lambda row: None)
-    pool = cache.train_pool(max(s.cap for s in segments), order_seed)  # refuses caps beyond the data up front
-    pools = [pool[: s.cap] for s in segments]
-    total = sum(s.steps for s in segments)
-    schedule = schedule.for_stream(schedule_caps or [s.cap for s in segments], spec.n_params(cache.manifest["vocab_size"]))
-    val_batches = [b.to(device) for b in fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
-    test_batches = [b.to(device) for b in fixed_batches(cache.test, cfg.eval_batches, cfg.batch_size, cfg.seq_len)
-                    ] if cache.layout.has_test else []
+@dataclass(frozen=True)
+class PointRun:
+    """One grid point's training, whole: the model, its dropout schedule, the segments it trains
+    through, the knobs, the seed and where. With the data, it fixes every number `train` returns."""
+    spec: ModelSpec
+    schedule: Schedule
+    segments: list[Segment]
+    cfg: TrainConfig
+    seed: int
+    device: str = "cpu"
+    order_seed: int | None = None  # which training documents fill the caps (None: the cache's own order)
+    schedule_caps: list[int] | None = None  # the caps a calibrated schedule follows (a twin: the growing stream's)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the caller sees while a point trains: every trace row, and a call before each step
+    (a worker adjusting its CPU threads, a Ctrl-C check)."""
+    trace: Trace = lambda row: None
+    between_steps: Callable[[], None] = lambda: None
+
+
+@dataclass
+class _Data:
+    """A point's data on its device: the nested pools, and the fixed evaluation batches."""
+    pools: list[torch.Tensor]
+    sampler: WindowSampler
+    val: list[torch.Tensor]
+    test: list[torch.Tensor]
+
+
+def _data(run: PointRun, cache: TokenCache) -> _Data:
+    cfg, device = run.cfg, run.device
+    pool = cache.train_pool(max(s.cap for s in run.segments), run.order_seed)  # refuses caps beyond the data up front
+    val = [b.to(device) for b in fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
+    test = [b.to(device) for b in fixed_batches(cache.test, cfg.eval_batches, cfg.batch_size, cfg.seq_len)
+            ] if cache.layout.has_test else []
+    return _Data([pool[: s.cap] for s in run.segments], WindowSampler(pool, cfg.batch_size, cfg.seq_len, run.seed), val, test)
+
+
+def _evaluation(model: GPT, data: _Data, train_batches: list[torch.Tensor], step: int) -> dict:
+    """Train, validation and (when the cache holds one) test loss, each with dropout off."""
+    train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
+    val_loss = _finite(evaluate(model, data.val), "validation loss", step)
+    test_loss = _finite(evaluate(model, data.test), "test loss", step) if data.test else None
+    return {"train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss, "test_loss": test_loss}
+
+
+def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict]:
+    """Train from fresh init through the run's segments; return one metrics row per segment."""
+    cfg, device, vocab = run.cfg, run.device, cache.manifest["vocab_size"]
+    data = _data(run, cache)
+    total = sum(s.steps for s in run.segments)
+    schedule = run.schedule.for_stream(run.schedule_caps or [s.cap for s in run.segments], run.spec.n_params(vocab))
     tokens_per_step = cfg.batch_size * cfg.seq_len
 
-    torch.manual_seed(seed)
-    model = GPT(spec, cache.manifest["vocab_size"], cfg.seq_len, cfg.dropout_masks).to(device)
+    torch.manual_seed(run.seed)
+    model = GPT(run.spec, vocab, cfg.seq_len, cfg.dropout_masks).to(device)
     model.train()
     opt = make_optimizer(model, cfg, device)
-    sampler = WindowSampler(pool, cfg.batch_size, cfg.seq_len, seed)
 
     rows, step = [], 0
-    for index, (segment, pool) in enumerate(zip(segments, pools)):
+    for index, (segment, pool) in enumerate(zip(run.segments, data.pools)):
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
         loss_sum, n_summed = torch.zeros((), device=device), 0
         for i in range(segment.steps):
-            between_steps()
+            hooks.between_steps()
             p = schedule.rate(step / max(total - 1, 1), index)
             lr = lr_at(step, total, cfg)
             model.set_dropout(p)
             for group in opt.param_groups:
                 group["lr"] = lr
-            batch = sampler.sample(segment.cap).to(device, non_blocking=True)
-            loss = optimizer_step(model, opt, batch, cfg.micro_batch, cfg.grad_clip)
-            loss_sum += loss.detach()
+            batch = data.sampler.sample(segment.cap).to(device, non_blocking=True)
+            loss_sum += optimizer_step(model, opt, batch, cfg.micro_batch, cfg.grad_clip).detach()
             n_summed += 1
             step += 1
             last = i == segment.steps - 1
             where = {"step": step, "tokens": step * tokens_per_step, "segment": index}
             if step % cfg.log_every == 0 or last:
                 mean = _finite(float(loss_sum) / n_summed, "training loss", step)
-                trace({"kind": "train", **where, "lr": lr, "dropout_in_force": p, "loss": mean})
+                hooks.trace({"kind": "train", **where, "lr": lr, "dropout_in_force": p, "loss": mean})
                 loss_sum.zero_()
                 n_summed = 0
             if last or (cfg.eval_every and step % cfg.eval_every == 0):
-                train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
-                val_loss = _finite(evaluate(model, val_batches), "validation loss", step)
-                test_loss = _finite(evaluate(model, test_batches), "test loss", step) if test_batches else None
                 row = {"kind": "eval", **where, "cap": segment.cap, "dropout_in_force": p,
-                       "train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss, "test_loss": test_loss}
-                trace(row)
+                       **_evaluation(model, data, train_batches, step)}
+                hooks.trace(row)
                 if last:
                     rows.append({k: v for k, v in row.items() if k != "kind"})
-                    worse_than_uniform(val_loss, cache.manifest["vocab_size"], step)
+                    worse_than_uniform(row["val_loss"], vocab, step)
     return rows

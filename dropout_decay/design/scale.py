@@ -12,6 +12,7 @@ match (width, depth, the vocabulary's share of the parameters, the batch) it say
 
 from __future__ import annotations
 
+from ..common.stages import Stage
 from ..model.gpt import parse_model_spec
 from .plan import WorkflowFile, load_workflow
 from .settings import Settings
@@ -23,7 +24,7 @@ def _warmup_fraction(s: Settings, total: int) -> float:
 
 def numbers(wf: WorkflowFile, winner: str) -> list[tuple[str, float]]:
     """(what, value) pairs in a fixed order, for one workflow and its locked model."""
-    screen = wf.settings("screen", {})
+    screen = wf.settings(Stage.SCREEN, {})
     tokens = screen.tokens_per_step()
     vocab = screen.vocab_size
     win = parse_model_spec(winner).n_params(vocab)
@@ -33,11 +34,11 @@ def numbers(wf: WorkflowFile, winner: str) -> list[tuple[str, float]]:
     out += [("screen: tokens per parameter (locked model)", limit / win),
             ("screen: passes over the limit", screen.steps * tokens / limit),
             ("screen: warm-up, fraction of the run", _warmup_fraction(screen, screen.steps))]
-    if "probe" in wf.tables:
-        probe = wf.settings("probe", {"models": [winner]})
+    if Stage.PROBE in wf.tables:
+        probe = wf.settings(Stage.PROBE, {"models": [winner]})
         out += [(f"probe cap {i + 1}: tokens per parameter", cap / win) for i, cap in enumerate(probe.token_limits)]
         out += [("probe: passes over each cap", probe.passes)]
-    stream = wf.settings("stream", {"models": [f"winner={winner}"]}, forced=set())
+    stream = wf.settings(Stage.STREAM, {"models": [f"winner={winner}"]}, forced=set())
     total = stream.stage_steps * len(stream.stream_token_caps)
     out += [(f"stream cap {i + 1}: tokens per parameter", cap / win) for i, cap in enumerate(stream.stream_token_caps)]
     out += [(f"stream cap {i + 1}: passes in its segment", stream.stage_steps * stream.tokens_per_step() / cap)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ..common.stages import Stage
 from ..data.layout import ORDERS, SPLITS
 from ..model.masks import MASK_FORMS
 from ..training.train import TrainConfig
-from .settings import Settings, check
-from .studyfiles import applies
+from ..design.settings import Settings, check
+from ..design.studyfiles import applies
 
 
 class _Group:
@@ -28,7 +29,7 @@ class _Group:
 
 def add_data_flags(ap: argparse.ArgumentParser) -> None:
     """Where the tokens come from and how the documents are split: every command that builds a cache."""
-    d = Settings(stage="screen")
+    d = Settings(stage=Stage.SCREEN)
     g = ap.add_argument_group("data")
     g.add_argument("--use-cached-data", action="store_true", help="reuse the cache in --cache-dir; fail if missing or inconsistent")
     g.add_argument("--cache-dir", default=d.cache_dir, help=f"token cache folder (default {d.cache_dir})")
@@ -47,7 +48,7 @@ def add_data_flags(ap: argparse.ArgumentParser) -> None:
 
 def add_stage_flags(ap: argparse.ArgumentParser, stage: str | None = None) -> None:
     """The flags of one stage (None: of any stage, as the seed's run_experiments.py takes them)."""
-    d, t = Settings(stage="screen"), TrainConfig()
+    d, t = Settings(stage=Stage.SCREEN), TrainConfig()
     add_data_flags(ap)
     g = _Group(ap.add_argument_group("grid"), stage)
     g.add_argument("--models", nargs="+", metavar="SPEC", default=d.models,

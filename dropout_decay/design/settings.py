@@ -11,37 +11,42 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..data.cache import DEFAULT_CACHE_DIR, DataSource, TokenCache
 from ..common.errors import UsageError
 from ..common.kinds import check_kinds
-from ..data.layout import LEGACY_SPLITS, Layout
-from ..model.masks import LEGACY_MASKS, MASK_FORMS
-from ..model.gpt import ModelSpec, parse_model_spec
-from .declared import check_claims
-from ..model.schedules import Schedule, check_rate, is_calibrated, parse_decays, read_calibration, static
+from ..common.stages import Stage, stage_of
+from ..data.cache import DEFAULT_CACHE_DIR, DataSource, TokenCache
+from ..data.layout import Layout
 from ..data.tokenizer import DEFAULT_VOCAB
+from ..model.arms import Arm, is_twin
+from ..model.gpt import ModelSpec, parse_model_spec
+from ..model.schedules import check_rate, is_calibrated, parse_decays, read_calibration, static
 from ..training.train import Segment, TrainConfig
+from .declared import check_claims
+from .knobs import SETTINGS, TRAINING, identity, stored_defaults
 
-STAGES = ("screen", "confirm", "probe", "stream")
 DEFAULT_STATIC_RATES = [0.0, 0.02, 0.05, 0.08, 0.10, 0.14, 0.20, 0.30, 0.50]
 DEFAULT_STREAM_RATES = [0.0, 0.10, 0.14, 0.20]
 DEFAULT_DECAYS = ["decay_030_to_014:0.30:0.14:cosine", "decay_020_to_010:0.20:0.10:cosine"]
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-FIXED = "@fixed"  # a stream arm's twin on the final cap from step 0
-# Settings added after 0.3 and the value that means "as before": a stored config without the key
-# reads as that value, and a setting at that value stays out of the fingerprint, so stored studies
-# and the committed results keep theirs.
-LATER = {"splits": LEGACY_SPLITS, "order_seeds": None, "fixed_pool_controls": False, "matched_statics": False,
-         "claims": None, "memory_budget": None}
-NOT_SHAPING = ("cache_dir", "use_cached_data", "corpus", "corpus_glob", "lock_from")  # where, not what
+
+
+def field_defaults(cls) -> dict:
+    """Each field's default value (factories called), keyed by name."""
+    out = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 @dataclass(frozen=True)
 class Settings:
-    stage: str
+    stage: Stage
     models: list[str] = field(default_factory=lambda: ["8x8x256", "12x8x384", "16x8x384"])
     seeds: list[int] | None = None  # screen: 1 2; confirm, probe and stream: 1 2 3
     dropout_rates: list[float] | None = None  # static sweeps: DEFAULT_STATIC_RATES; stream: DEFAULT_STREAM_RATES
@@ -72,16 +77,25 @@ class Settings:
     claims: dict | None = None  # stream: {"primary": [...]}, declared before the first trial (declared.py)
     memory_budget: float | None = None  # GiB a training step may take: picks each model's micro-batch (estimate.py)
 
+    def __post_init__(self):
+        object.__setattr__(self, "stage", stage_of(self.stage))  # a stored or typed name becomes the type
+
     def specs(self) -> list[ModelSpec]:
         return [parse_model_spec(m) for m in self.models]
 
-    def arms(self) -> list[Schedule]:
-        """The schedules a grid point can use: static rates, and in a stream the decays too."""
-        statics = [static(p) for p in self.dropout_rates]
-        if self.stage != "stream":
+    def arms(self) -> list[Arm]:
+        """What a grid point can train: static rates, and in a stream the decays and twins too."""
+        statics = [Arm(static(p)) for p in self.dropout_rates]
+        if not self.stage.is_stream:
             return statics
-        arms = statics + parse_decays(self.decays, self.calibrations)
-        return arms + [replace(a, name=a.name + FIXED) for a in arms if self.twinned(a.name)]
+        arms = statics + [Arm(d) for d in parse_decays(self.decays, self.calibrations)]
+        return arms + [a.twin() for a in arms if self.twinned(a.name)]
+
+    def arm(self, point: dict) -> Arm:
+        """The arm a grid point trains (a static sweep's point names its rate)."""
+        if "arm" not in point:
+            return Arm(static(point["dropout"]))
+        return next(a for a in self.arms() if a.name == point["arm"])
 
     def twinned(self, arm: str) -> bool:
         """Does this stream arm get a fixed-pool twin?"""
@@ -100,14 +114,14 @@ class Settings:
 
     def steps_for(self, limit: int) -> int:
         """Optimiser steps of a screen/confirm/probe point trained on `limit` tokens."""
-        if self.stage == "probe":
+        if self.stage is Stage.PROBE:
             return max(1, math.ceil(self.passes * limit / self.tokens_per_step()))
         return self.steps
 
     def segments(self, point: dict) -> list[Segment]:
-        if self.stage == "stream":
+        if self.stage.is_stream:
             caps = self.stream_token_caps
-            if point.get("arm", "").endswith(FIXED):
+            if is_twin(point.get("arm", "")):
                 caps = [caps[-1]] * len(caps)  # the same steps and schedule, on the final pool throughout
             return [Segment(cap, self.stage_steps) for cap in caps]
         return [Segment(point["tokens"], self.steps_for(point["tokens"]))]
@@ -118,24 +132,22 @@ class Settings:
     @classmethod
     def from_dict(cls, d: dict, stored: bool = True) -> "Settings":
         """Also reads the flat layout of 0.1, where the training knobs sat beside the others.
-        A `stored` config (a study's) lacking a later setting was made before it existed and
-        reads as that version ran (form 1 masks, no test split); a file written today gets
+        A `stored` config (a study's) lacking a later knob was made before it existed and reads
+        as that version ran (knobs.py: form 1 masks, no test split); a file written today gets
         today's defaults."""
         known, knobs = {f.name for f in fields(cls)}, {f.name for f in fields(TrainConfig)}
-        legacy_train, legacy = ({"dropout_masks": LEGACY_MASKS}, LATER) if stored else ({}, {})
+        legacy, legacy_train = ({}, {}) if not stored else (
+            stored_defaults(SETTINGS, field_defaults(cls)), stored_defaults(TRAINING, field_defaults(TrainConfig)))
         train = legacy_train | dict(d.get("train") or {}) | {k: v for k, v in d.items() if k in knobs}
-        return cls(**({k: v for k, v in legacy.items() if k not in d} | {k: v for k, v in d.items() if k in known and k != "train"}),
+        given = {k: v for k, v in d.items() if k in known and k != "train"}
+        return cls(**({k: v for k, v in legacy.items() if k not in d and k != "train"} | given),
                    train=TrainConfig(**{k: v for k, v in train.items() if k in knobs}))
 
     def fingerprint(self, data_identity: dict) -> str:
-        """What makes two runs the same experiment: every result-shaping setting and the data,
-        not where the cache or corpus happens to lie."""
-        shaping = {k: v for k, v in self.to_dict().items() if k not in NOT_SHAPING and (k not in LATER or v != LATER[k])}
-        if shaping["train"]["dropout_masks"] == LEGACY_MASKS:  # as before the setting existed
-            del shaping["train"]["dropout_masks"]
-        for knob in ("micro_batch",):  # knobs added later: absent is what every run before them did
-            if shaping["train"].get(knob) is None:
-                shaping["train"].pop(knob, None)
+        """What makes two runs the same experiment: the knobs knobs.py puts in a study's identity
+        and the data, not where the cache or corpus happens to lie."""
+        shaping = identity(self.to_dict(), SETTINGS, field_defaults(type(self)))
+        shaping["train"] = identity(shaping["train"], TRAINING, field_defaults(TrainConfig))
         blob = json.dumps({"settings": shaping, "data": data_identity}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -147,24 +159,36 @@ def _positive(name: str, value) -> None:
 
 def check(s: Settings) -> Settings:
     """Fill the defaults that need no data and refuse bad input, one problem at a time."""
-    if s.stage not in STAGES:
-        raise UsageError(f"unknown stage {s.stage!r} (choose from {', '.join(STAGES)})")
     check_kinds(s, skip={"train", "fixed_pool_controls", "claims", "calibrations"})
+    seeds, rates = _checked_grid(s)
+    _check_numbers(s)
+    s = _checked_twins(s)
+    _check_limits(s)
+    calibrations = _checked_stream(s) if s.stage.is_stream else s.calibrations
+    return replace(s, seeds=list(seeds), dropout_rates=rates, calibrations=calibrations)
+
+
+def _checked_grid(s: Settings) -> tuple[list[int], list[float]]:
+    """The grid's factors: distinct model labels, seeds (a confirm's exactly 3), distinct rates."""
     labels = [m.label for m in s.specs()]
     if len(set(labels)) != len(labels):
         raise UsageError(f"model labels repeat: {' '.join(s.models)}")
-    seeds = s.seeds if s.seeds is not None else ([1, 2] if s.stage == "screen" else [1, 2, 3])
+    seeds = s.seeds if s.seeds is not None else s.stage.default_seeds
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds must be distinct integers, got {seeds}")
-    if s.stage == "confirm" and len(seeds) != 3:
-        raise UsageError(f"confirm needs exactly 3 seeds, got {len(seeds)}: {' '.join(map(str, seeds))}")
+    if s.stage.exact_seeds and len(seeds) != s.stage.exact_seeds:
+        raise UsageError(f"{s.stage} needs exactly {s.stage.exact_seeds} seeds, got {len(seeds)}: {' '.join(map(str, seeds))}")
     rates = s.dropout_rates if s.dropout_rates is not None else (
-        DEFAULT_STREAM_RATES if s.stage == "stream" else DEFAULT_STATIC_RATES)
+        DEFAULT_STREAM_RATES if s.stage.is_stream else DEFAULT_STATIC_RATES)
     rates = [check_rate(p) for p in rates]
     if len(set(rates)) != len(rates):
         raise UsageError(f"--dropout-rates repeat a value: {rates}")
-    if s.stage != "stream" and len(rates) < 3:
+    if not s.stage.is_stream and len(rates) < 3:
         raise UsageError("a static sweep needs at least 3 dropout rates to locate an interior optimum")
+    return seeds, rates
+
+
+def _check_numbers(s: Settings) -> None:
     for name in ("steps", "stage_steps", "vocab_size"):
         _positive(name, getattr(s, name))
     s.train.check()
@@ -179,47 +203,59 @@ def check(s: Settings) -> Settings:
         if layout.order == "as-is":
             raise UsageError("--order-seeds reshuffle the training documents; a corpus kept --document-order as-is "
                              "has no other order (drop --order-seeds, or use the shuffled order)")
+
+
+def _checked_twins(s: Settings) -> Settings:
+    """Fixed-pool twins: the flag absent or given without names means none or every arm; the
+    stream's own settings are refused on other stages."""
     twins = s.fixed_pool_controls
-    if twins is None or twins == []:  # the flag absent, or given without names: none, or every arm
+    if twins is None or twins == []:
         s = replace(s, fixed_pool_controls=twins == [])
     elif not isinstance(twins, bool) and not (isinstance(twins, list) and all(isinstance(a, str) for a in twins)):
         raise UsageError(f"fixed_pool_controls must be true, false or a list of arm names, got {twins!r}")
-    if s.stage != "stream":
+    if not s.stage.is_stream:
         for name in ("fixed_pool_controls", "matched_statics", "claims"):
             if getattr(s, name):
                 raise UsageError(f"{name.replace('_', '-')} applies to a stream, not to {s.stage}")
+    return s
+
+
+def _check_limits(s: Settings) -> None:
     for name in ("token_limits", "stream_token_caps"):
         values = getattr(s, name)
         if values is not None and (not values or min(values) <= 0):
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {values}")
     if s.stream_token_caps and sorted(set(s.stream_token_caps)) != s.stream_token_caps:
         raise UsageError(f"--stream-token-caps must increase strictly, got {s.stream_token_caps}")
-    if s.stage == "probe":
+    if s.stage is Stage.PROBE:
         if s.passes is None or not s.passes > 0:
             raise UsageError(f"probe needs --passes, a positive number of passes over each token limit (got {s.passes})")
         if not s.token_limits or len(s.token_limits) < 3 or sorted(set(s.token_limits)) != s.token_limits:
             raise UsageError(f"probe needs at least 3 increasing --token-limits (its nested caps), got {s.token_limits}")
-    calibrations = s.calibrations
-    if s.stage == "stream":
-        calibrations = {**(s.calibrations or {})}
-        for text in s.decays:
-            if is_calibrated(text) and text.split(":", 1)[0] not in calibrations:
-                calibrations[text.split(":", 1)[0]] = read_calibration(text)
-        calibrations = calibrations or None
-        parse_decays(s.decays, calibrations)
-        check_claims(s.claims, None, s.stream_token_caps, s.twinned)  # the arms: once they are known
-        if len(s.models) != 1:
-            raise UsageError(f"stream locks exactly one model, got {len(s.models)}: {' '.join(s.models)}")
-        if not s.specs()[0].alias and not s.lock_from:
-            raise UsageError(f"stream needs a locked model: pass --models winner={s.specs()[0].shape} "
-                             "or --lock-from CONFIRM_RUN_DIR")
-    return replace(s, seeds=list(seeds), dropout_rates=rates, calibrations=calibrations)
+
+
+def _checked_stream(s: Settings) -> dict | None:
+    """A stream's decays parse (each calibrated one's law read once), its claims name known
+    arms, and its one model is locked. Returns the laws the calibrated decays follow."""
+    calibrations = {**(s.calibrations or {})}
+    for text in s.decays:
+        if is_calibrated(text) and text.split(":", 1)[0] not in calibrations:
+            calibrations[text.split(":", 1)[0]] = read_calibration(text)
+    calibrations = calibrations or None
+    parse_decays(s.decays, calibrations)
+    check_claims(s.claims, None, s.stream_token_caps, s.twinned)  # the arms: once they are known
+    if len(s.models) != 1:
+        raise UsageError(f"stream locks exactly one model, got {len(s.models)}: {' '.join(s.models)}")
+    if not s.specs()[0].alias and not s.lock_from:
+        raise UsageError(f"stream needs a locked model: pass --models winner={s.specs()[0].shape} "
+                         "or --lock-from CONFIRM_RUN_DIR")
+    return calibrations
 
 
 def resolve(s: Settings, cache: TokenCache) -> Settings:
     """Fill the data-dependent defaults and refuse, all at once, limits the cache cannot meet."""
     n = cache.n_train
-    if s.stage == "stream":
+    if s.stage.is_stream:
         s = replace(s, stream_token_caps=s.stream_token_caps or [n // 8, n // 4, n // 2, n])
         limits, flag = s.stream_token_caps, "--stream-token-caps"
     else:
@@ -235,7 +271,7 @@ def resolve(s: Settings, cache: TokenCache) -> Settings:
     if min(limits + held_out) < window:
         raise UsageError(f"--seq-len {s.train.seq_len} needs pools of at least {window} tokens; "
                          f"the smallest here has {min(limits + held_out):,}")
-    if s.stage == "stream":
+    if s.stage.is_stream:
         s = with_matched_statics(s, cache.manifest["vocab_size"]) if s.matched_statics else s
         arms = [a.name for a in s.arms()]
         unknown = [a for a in (s.fixed_pool_controls if isinstance(s.fixed_pool_controls, list) else []) if a not in arms]

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..common.errors import UsageError
+from ..common.stages import Stage
 from .settings import Settings
 
 
@@ -36,7 +37,7 @@ def lock_record(best: dict, source: str, **where) -> dict:
 
 def lock_model(s: Settings) -> tuple[Settings, dict | None]:
     """The stream's settings with its model locked, and the record of where the lock came from."""
-    if s.stage != "stream":
+    if not s.stage.is_stream:
         return s, None
     if not s.lock_from:
         return s, {"source": "given by hand", "model": str(s.specs()[0])}
@@ -46,7 +47,7 @@ def lock_model(s: Settings) -> tuple[Settings, dict | None]:
     except (OSError, ValueError):
         raise UsageError(f"--lock-from {s.lock_from}: no readable model_selection.json") from None
     config_path = run / "config.json"
-    if not config_path.is_file() or json.loads(config_path.read_text()).get("stage") != "confirm":
+    if not config_path.is_file() or json.loads(config_path.read_text()).get("stage") != Stage.CONFIRM:
         raise UsageError(f"--lock-from {s.lock_from} is not a confirm run")
     best = best_candidate(selection)
     if best is None:

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from ..common.errors import UsageError
 from ..training.train import TrainConfig
-from .settings import STAGES, STUDIES_DIR, Settings
+from ..common.stages import STAGE_NAMES, Stage
+from .settings import STUDIES_DIR, Settings
 
 
 # Settings that only one kind of stage reads; every other setting applies to every stage.
+STATIC_SWEEPS, STATIC_OR_PROBE = (Stage.SCREEN, Stage.CONFIRM), (Stage.SCREEN, Stage.CONFIRM, Stage.PROBE)
 STAGE_ONLY = {
-    "steps": ("screen", "confirm"), "token_limits": ("screen", "confirm", "probe"),
-    "plateau_delta": ("screen", "confirm", "probe"), "passes": ("probe",),
+    "steps": STATIC_SWEEPS, "token_limits": STATIC_OR_PROBE, "plateau_delta": STATIC_OR_PROBE, "passes": (Stage.PROBE,),
     **dict.fromkeys(("stream_token_caps", "decays", "stage_steps", "lock_from", "fixed_pool_controls",
-                     "matched_statics", "claims"), ("stream",)),
+                     "matched_statics", "claims"), (Stage.STREAM,)),
 }
 
 
@@ -55,12 +56,12 @@ def read_toml(name: str) -> tuple[Path, dict]:
 def load_study_file(name: str) -> dict:
     """A stage file. Keys are flag names with underscores, plus `stage`."""
     path, data = read_toml(name)
-    if "workflow" in data or "screen" in data:
+    if "workflow" in data or Stage.SCREEN in data:
         raise UsageError(f"{path} is a workflow; run it with `workflow {name}`")
     unknown = set(data) - file_keys()
     if unknown:
         raise UsageError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
-    if data.get("stage") not in STAGES:
-        raise UsageError(f"{path}: 'stage' must be one of {', '.join(STAGES)}")
+    if data.get("stage") not in STAGE_NAMES:
+        raise UsageError(f"{path}: 'stage' must be one of {', '.join(STAGE_NAMES)}")
     refuse_foreign(set(data) - {"stage"}, data["stage"], str(path))
     return data

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import UsageError
+from ..common.stages import WORKFLOW_ORDER, Stage
 from .settings import Settings, check
 from .studyfiles import file_keys, read_toml, refuse_foreign
 
-ORDER = ("screen", "confirm", "probe", "stream")
+ORDER = WORKFLOW_ORDER
 STREAM_EXTRA = {"calibrated"}  # stream: add the probe's calibrated arm (default: yes when there is a law)
 
 
@@ -61,14 +62,14 @@ def load_workflow(name: str) -> WorkflowFile:
     scale_model = data.pop("scale_model", None)
     if scale_model is not None and not {"of", "winner", "of_winner"} <= set(scale_model):
         raise UsageError(f"{path}: [scale_model] needs of (a workflow file), winner and of_winner (their locked models)")
-    for required in ("screen", "confirm", "stream"):
+    for required in (Stage.SCREEN, Stage.CONFIRM, Stage.STREAM):
         if required not in data:
             raise UsageError(f"{path}: a workflow needs a [{required}] table")
     allowed = file_keys() - {"stage", "lock_from"}
     if "claims" in data:
-        data["stream"] = {**data["stream"], "claims": data.pop("claims")}
+        data[Stage.STREAM] = {**data[Stage.STREAM], "claims": data.pop("claims")}
     for table, values in data.items():
-        extra = STREAM_EXTRA if table == "stream" else set()
+        extra = STREAM_EXTRA if table == Stage.STREAM else set()
         unknown = set(values) - allowed - extra - ({"name"} if table == "workflow" else set())
         if unknown:
             raise UsageError(f"{path}: [{table}] has unknown keys {', '.join(sorted(unknown))}")

@@ -1,0 +1,70 @@
+"""Every recorded knob in one table: whether it belongs to a study's identity, and what a stored
+config that lacks it ran with.
+
+A study's fingerprint (settings.py) says which stored study a command continues, so it must never
+move under a study that exists. The rule that guarantees it: a knob recorded since the first
+fingerprint (0.3) is always in it; any knob added later is left out whenever it holds its
+`absent` value, which is the field's default unless the table says otherwise. A knob added with
+its default therefore leaves every stored fingerprint as it was, by construction; a knob that
+does not shape results (where the cache lies, how many threads) is not in the identity at all.
+tests/design/test_knobs.py checks that the table covers every field and that every study under
+docs/results/ keeps its fingerprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..data.layout import LEGACY_SPLITS
+from ..model.masks import LEGACY_MASKS
+
+DEFAULT = object()  # `absent`: the field's own default
+
+
+@dataclass(frozen=True)
+class Knob:
+    identity: bool = True  # part of what makes two runs the same experiment
+    since_first: bool = False  # in the first fingerprint (0.3): in it at every value
+    absent: object = DEFAULT  # the value a stored config without this knob ran with
+
+
+FIRST = Knob(since_first=True)
+WHERE = Knob(identity=False)  # where things lie, not what was run
+
+# Settings (design/settings.py). A knob added later gets a row of its own (default: Knob()).
+SETTINGS = {
+    **dict.fromkeys(("stage", "models", "seeds", "dropout_rates", "token_limits", "steps", "passes",
+                     "stream_token_caps", "decays", "stage_steps", "train", "plateau_delta", "vocab_size",
+                     "document_order", "order_seed", "text_field", "device", "grid_seed", "calibrations"), FIRST),
+    **dict.fromkeys(("cache_dir", "use_cached_data", "corpus", "corpus_glob", "lock_from"), WHERE),
+    "splits": Knob(absent=LEGACY_SPLITS),  # 0.3 had no test split
+    "order_seeds": Knob(), "fixed_pool_controls": Knob(), "matched_statics": Knob(), "claims": Knob(),
+    "memory_budget": Knob(),
+}
+
+# The training knobs (training/train.py TrainConfig), stored under `train`.
+TRAINING = {
+    **dict.fromkeys(("batch_size", "seq_len", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
+                     "eval_batches", "eval_every", "log_every"), FIRST),
+    "dropout_masks": Knob(absent=LEGACY_MASKS),  # 0.2's masks, before the setting existed
+    "micro_batch": Knob(),
+}
+
+
+def absent_value(knob: Knob, default):
+    return default if knob.absent is DEFAULT else knob.absent
+
+
+def identity(values: dict, table: dict[str, Knob], defaults: dict) -> dict:
+    """The knobs of `values` that make up a study's identity, by the rule in the module doc."""
+    out = {}
+    for name, value in values.items():
+        knob = table[name]
+        if knob.identity and (knob.since_first or value != absent_value(knob, defaults[name])):
+            out[name] = value
+    return out
+
+
+def stored_defaults(table: dict[str, Knob], defaults: dict) -> dict:
+    """What a stored config made before a knob existed means by its absence."""
+    return {name: absent_value(table[name], default) for name, default in defaults.items() if not table[name].since_first}
