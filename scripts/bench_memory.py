@@ -35,7 +35,7 @@ sys.path.insert(0, {root!r})
 import torch
 from dropout_decay.model import gpt
 from dropout_decay.model.gpt import GPT, parse_model_spec
-from dropout_decay.training.train import TrainConfig, accumulate, make_optimizer
+from dropout_decay.training.trainer import TrainConfig, accumulate, make_optimizer
 
 def rss(field):
     for line in open("/proc/self/status"):

@@ -32,7 +32,7 @@ from dropout_decay.data.prepare import prepare_cache  # noqa: E402
 from dropout_decay.model.gpt import GPT, parse_model_spec  # noqa: E402
 from dropout_decay.data.batches import WindowSampler  # noqa: E402
 from dropout_decay.model.schedules import parse_decay  # noqa: E402
-from dropout_decay.training.train import TrainConfig, lr_at, make_optimizer  # noqa: E402
+from dropout_decay.training.trainer import TrainConfig, lr_at, make_optimizer  # noqa: E402
 
 
 def sync(device: str) -> None:

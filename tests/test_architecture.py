@@ -40,7 +40,7 @@ def test_no_module_is_over_300_lines():
 
 def test_every_subpackage_says_what_it_is_for_and_what_it_may_import():
     faces = sorted(p for p in PACKAGE.glob("*/__init__.py"))
-    assert len(faces) == 8
+    assert len(faces) == 9
     for face in faces:
         doc = ast.get_docstring(ast.parse(face.read_text())) or ""
         assert "import" in doc.lower(), face
@@ -54,3 +54,70 @@ def test_the_command_line_starts_without_torch_so_ctrl_c_is_handled_before_the_h
     code = "import sys, dropout_decay.study; print(sorted(m for m in ('torch', 'optuna', 'pandas', 'scipy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def long_functions(path: Path, limit: int = 60) -> list[str]:
+    return [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit]
+
+
+def test_no_function_is_over_60_lines():
+    assert {str(p.relative_to(PACKAGE)): f for p in modules() if (f := long_functions(p))} == {}
+
+
+def deep_imports_across_rooms(path: Path) -> list[str]:
+    """`from ..room.module import x` in another room: it should import from the room's face."""
+    room = path.relative_to(PACKAGE).parts[0]
+    return [f"{n.lineno}: from ..{n.module}" for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom) and n.level == 2 and n.module and "." in n.module
+            and n.module.split(".")[0] != room]
+
+
+def test_rooms_import_each_other_from_their_faces_and_each_face_says_what_it_offers():
+    assert {str(p.relative_to(PACKAGE)): d for p in modules() if len(p.relative_to(PACKAGE).parts) > 1
+            and (d := deep_imports_across_rooms(p))} == {}
+    import importlib
+
+    for face in sorted(PACKAGE.glob("*/__init__.py")):
+        module = importlib.import_module(f"dropout_decay.{face.parent.name}")
+        assert module.__all__ and all(hasattr(module, name) for name in module.__all__), face
+        assert module.__all__ == sorted(module.__all__), face
+        # a re-exported name equal to a module's would hide that module (`from room import module`)
+        assert not set(module.__all__) & {p.stem for p in face.parent.glob("*.py")}, face
+
+
+def test_the_face_check_sees_a_deep_import(tmp_path):
+    room = tmp_path / "dropout_decay" / "report"
+    room.mkdir(parents=True)
+    (room / "m.py").write_text("from ..sweep.grid import grid_status\nfrom ..sweep import open_study\n")
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, tmp_path / "dropout_decay"
+    try:
+        assert deep_imports_across_rooms(room / "m.py") == ["1: from ..sweep.grid"]
+    finally:
+        PACKAGE = saved
+
+
+ENVIRONMENT = ("environ", "argv", "gethostname", "getcwd", "getpid", "cpu_count", "sched_getaffinity")
+
+
+def environment_read_at_import(path: Path) -> list[int]:
+    """Lines of module-level code (outside functions and classes) that read the process's
+    environment: such state is frozen at import, so a later change (a test's environment, the
+    console script's name) goes unseen."""
+    lines = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+            continue
+        lines += [n.lineno for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr in ENVIRONMENT]
+    return lines
+
+
+def test_no_module_reads_the_environment_when_it_is_imported():
+    assert {str(p.relative_to(PACKAGE)): lines for p in modules() if (lines := environment_read_at_import(p))} == {}
+
+
+def test_the_environment_check_sees_a_global_read_at_import(tmp_path):
+    probe = tmp_path / "m.py"
+    probe.write_text("import os, sys\nPROG = sys.argv[0]\ndef f():\n    return os.environ\n")
+    assert environment_read_at_import(probe) == [2]

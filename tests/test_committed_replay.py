@@ -16,7 +16,7 @@ import pytest
 from dropout_decay.data.prepare import prepare_cache
 from dropout_decay.model.schedules import static
 from dropout_decay.design.settings import Settings
-from dropout_decay.training.train import Hooks, PointRun, train
+from dropout_decay.training.trainer import Hooks, PointRun, train
 
 RUN = Path(__file__).resolve().parents[1] / "docs" / "results" / "cpu_workflow" / "stream"
 

@@ -246,7 +246,7 @@ def test_a_fixed_twin_of_a_calibrated_decay_keeps_the_growing_streams_per_cap_ra
     """The law is evaluated at the growing caps (`schedule_caps`), not at the fixed pool's."""
     from dropout_decay.model.gpt import parse_model_spec
     from dropout_decay.model.law import predict
-    from dropout_decay.training.train import Hooks, PointRun, Segment, TrainConfig, train
+    from dropout_decay.training.trainer import Hooks, PointRun, Segment, TrainConfig, train
 
     law = {"form": "log-linear", "params": {"a": 0.1, "b": 0.02}, "p_range": [0.0, 0.3]}
     spec, cache = parse_model_spec("1x2x32"), load_cache(cache_dir, TEST_VOCAB)

@@ -23,7 +23,7 @@ from dropout_decay.sweep.provenance import data_identity
 from dropout_decay.design.settings import Settings
 from dropout_decay.model.schedules import parse_decay
 from dropout_decay.report.notes import SEED_IMPORTANCE
-from dropout_decay.training.train import PointRun, Segment, TrainConfig, train
+from dropout_decay.training.trainer import PointRun, Segment, TrainConfig, train
 from dropout_decay.sweep.storage import open_storage, sqlite_url
 
 from conftest import ARMS, T_975_2DF, TEST_VOCAB, TRAIN, VAL, constructed_stream, default_ctrl_c, load, tiny

@@ -14,7 +14,7 @@ from dropout_decay.model.schedules import static
 from dropout_decay.sweep.estimate import micro_batches
 from dropout_decay.design.settings import Settings, check
 from dropout_decay.training.memory import step_bytes
-from dropout_decay.training.train import Hooks, PointRun, Segment, TrainConfig, accumulate, train
+from dropout_decay.training.trainer import Hooks, PointRun, Segment, TrainConfig, accumulate, train
 
 from conftest import TEST_VOCAB
 

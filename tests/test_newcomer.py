@@ -148,7 +148,7 @@ def test_the_time_estimate_prices_steps_with_dropout_on_apart_from_plain_steps_a
     drops none, static 0.2 all 20. Evaluations (one per cap, none between: eval_every 0) are
     forward passes without dropout, each batch at its own timed cost: 2 per point x 3 sets x 4 batches."""
     from dropout_decay.sweep.estimate import StepCost, grid_seconds
-    from dropout_decay.training.train import TrainConfig
+    from dropout_decay.training.trainer import TrainConfig
     s = Settings(stage="stream", models=["1x2x32"], seeds=[1, 2], dropout_rates=[0.0, 0.2],
                  decays=["early:0.1:0:linear:0.25"], stream_token_caps=[1000, 2000], stage_steps=10,
                  train=TrainConfig(eval_every=0, eval_batches=4))

@@ -8,12 +8,12 @@ import torch
 import pytest
 
 from dropout_decay.data import batches
-from dropout_decay.training import train as train_mod
+from dropout_decay.training import trainer as train_mod
 from dropout_decay.data.cache import load_cache
 from dropout_decay.common.errors import UsageError
 from dropout_decay.model.gpt import parse_model_spec
 from dropout_decay.model.schedules import parse_decay, static
-from dropout_decay.training.train import Hooks, PointRun, Segment, TrainConfig, TrainingDiverged, train
+from dropout_decay.training.trainer import Hooks, PointRun, Segment, TrainConfig, TrainingDiverged, train
 
 from conftest import TEST_VOCAB
 

@@ -28,7 +28,7 @@ from dropout_decay.sweep.recovery import requeue
 from dropout_decay.sweep.runner import work
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
 from dropout_decay.design.settings import Settings, check
-from dropout_decay.training.train import TrainConfig
+from dropout_decay.training.trainer import TrainConfig
 
 from conftest import TEST_VOCAB
 from conftest import TRAIN, points

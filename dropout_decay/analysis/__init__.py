@@ -1,2 +1,20 @@
 """Answers from results, as pure functions of tables: the static optimum and its selection, the
-probe's optima, paired comparisons and claims. May import: model (the law), common."""
+probe's optima, paired comparisons and claims. May import: model (the law), common.
+
+The names below are what the subpackage offers the others, which import them from here."""
+
+from .comparison import by_replicate, claims, compare_arms
+from .interaction import fixed_pool_interaction
+from .primary import judge
+from .probe import analyse_probe
+from .selection import select_models
+
+__all__ = [
+    "analyse_probe",
+    "by_replicate",
+    "claims",
+    "compare_arms",
+    "fixed_pool_interaction",
+    "judge",
+    "select_models",
+]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..model.arms import base_name, is_twin, twin_name
+from ..model import base_name, is_twin, twin_name
 
 LEVEL = 0.95
 ALPHA = 0.05

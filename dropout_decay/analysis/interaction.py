@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..model.arms import is_twin, twin_name
+from ..model import is_twin, twin_name
 from .comparison import holm, paired, replicate_labels, replicates, verdict
 
 
-def interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val_loss") -> list[dict]:
+def fixed_pool_interaction(metrics: pd.DataFrame, decay_arms: list[str], metric: str = "val_loss") -> list[dict]:
     rows = []
     for (model, segment), at in metrics.groupby(["model", "segment"], sort=True):
         key = replicates(at)

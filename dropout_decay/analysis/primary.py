@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..design.declared import parse_claim
+from ..design import parse_claim
 from .comparison import ALPHA, holm, mde
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ..model.law import fit_form, fit_law, predict
+from ..model import fit_form, fit_law, predict
 
 BOOTSTRAP = 1000  # random resamples when the distinct ones are more than this
 LEVEL = 0.95

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from ..common.interrupts import doing, shield
+from ..common import doing, shield
 
 
 def runs_dir() -> Path:
@@ -73,9 +73,9 @@ class StageResult:
     seconds: float  # this run's wall time
 
     @cached_property
-    def analysis(self) -> dict:
+    def analysis(self):
         """Everything report.analyse derives from the study, computed when first asked for."""
-        from ..report.artefacts import analyse
+        from ..report import analyse
 
         return analyse(self.study)
 
@@ -84,10 +84,10 @@ def resolve_stage(s, device, command: str, lock: dict | None = None, threads: in
                   **extra) -> Resolved:
     """Settings checked against the data they name, and the config a new study stores (with
     `extra` keys such as the handoff that chose them)."""
-    from ..data.prepare import prepare_cache
-    from ..design.settings import resolve
-    from ..sweep.estimate import micro_batches
-    from ..sweep.provenance import build_config
+    from ..data import prepare_cache
+    from ..design import resolve
+    from ..sweep import micro_batches
+    from ..sweep import build_config
 
     doing("caching")
     cache = prepare_cache(s.data_source())
@@ -102,11 +102,11 @@ def stored_stage(study, cache_dir: str | None = None) -> Resolved:
     from the study's corpus; refused unless it is exactly the data the study began with."""
     from dataclasses import replace
 
-    from ..common.errors import UsageError
-    from ..data.cache import load_cache
-    from ..data.prepare import prepare_cache
-    from ..design.settings import Settings
-    from ..sweep.provenance import data_identity, load_config
+    from ..common import UsageError
+    from ..data import load_cache
+    from ..data import prepare_cache
+    from ..design import Settings
+    from ..sweep import data_identity, load_config
 
     config = load_config(study)
     s = Settings.from_dict(config["settings"])
@@ -124,11 +124,11 @@ def stored_stage(study, cache_dir: str | None = None) -> Resolved:
 def run_stage(plan: StagePlan) -> StageResult:
     """Open (or create) the plan's study, train what is left of its grid here, write its
     artefacts and analyse it (see the module doc)."""
-    from ..common.console import log
-    from ..report.artefacts import export
-    from ..sweep.grid import grid_status
-    from ..sweep.recovery import requeue_failed
-    from ..sweep.storage import open_study
+    from ..common import log
+    from ..report import export
+    from ..sweep import grid_status
+    from ..sweep import requeue_failed
+    from ..sweep import open_study
 
     doing("creating")
     study = open_study(plan.storage, plan.name, plan.resolved.config if plan.resolved else None)
@@ -149,14 +149,14 @@ def run_stage(plan: StagePlan) -> StageResult:
 
 def drive(study, s, cache, device: str, out: Path, threads: int | None = None, root: Path | None = None) -> int:
     """Train the study's points here until none is left, then write its artefacts into `out`."""
-    from ..common.console import log
-    from ..report.artefacts import export
+    from ..common import log
+    from ..report import export
     from ..sweep import cpu
-    from ..sweep.objective import PointRunner
-    from ..sweep.recovery import fail_own_running
-    from ..sweep.runner import describe, work
+    from ..sweep import PointRunner
+    from ..sweep import fail_own_running
+    from ..sweep import describe_point, work
 
-    runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe(p)}"),
+    runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe_point(p)}"),
                          threads=lambda: cpu.share(threads), artifacts=root or out)
     cpu.keep_freed_memory()
     try:

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..common.stages import Stage
-from ..data.prepare import prepare_cache
-from ..common.console import clock
-from ..training.device import select_device
-from ..sweep.estimate import grid_seconds, peak_memory, per_step_text, step_seconds
-from ..training.memory import gib
-from ..design.plan import WorkflowFile
-from ..design.scale import side_by_side
-from ..design.settings import mean_rates, resolve
+from ..common import Stage, clock
+from ..data import prepare_cache
+from ..design import WorkflowFile, mean_rates, resolve, side_by_side
+from ..sweep import grid_seconds, peak_memory, per_step_text, step_seconds
+from ..training import gib, select_device
 
 
 def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..common.stages import Stage
-from ..data.layout import ORDERS, SPLITS
-from ..model.masks import MASK_FORMS
-from ..training.train import TrainConfig
-from ..design.settings import Settings, check
-from ..design.studyfiles import applies
+from ..common import Stage
+from ..data import ORDERS, SPLITS
+from ..design import Settings, applies, check
+from ..model import MASK_FORMS
+from ..training import TrainConfig
 
 
 class _Group:

@@ -24,9 +24,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from ..common.errors import UsageError
-from ..common.stages import STAGE_NAMES, Stage
-from ..common.interrupts import deferred, exit_with, listen, message, release, shield
+from ..common import STAGE_NAMES, Stage, UsageError, deferred, exit_with, listen, message, release, shield
 from .parsing import prog, stage_parser
 from .stages import launch, run_file
 

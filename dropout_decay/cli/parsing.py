@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 
 def prog() -> str:
@@ -21,7 +21,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         if self.stage and message.startswith("unrecognized arguments"):
-            from ..design.studyfiles import STAGE_ONLY
+            from ..design import STAGE_ONLY
 
             for word in message.split(":", 1)[1].split():
                 key = word.split("=")[0].lstrip("-").replace("-", "_")
@@ -32,7 +32,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_run_flags(ap: argparse.ArgumentParser) -> None:
-    from ..sweep.storage import HEARTBEAT_S
+    from ..sweep import HEARTBEAT_S
 
     g = ap.add_argument_group("run")
     g.add_argument("--output-dir", help="run folder (default: the previous run of the same experiment, else runs/<stage>-<time>)")

@@ -6,20 +6,18 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..common.errors import UsageError
-from ..common.files import check_output_dir
-from ..common.interrupts import doing
-from ..common.stages import Stage
+from ..common import Stage, UsageError, check_output_dir, doing
 from .drive import Resolved, StagePlan, new_run_dir, resolve_stage, run_stage, runs_dir
-from .parsing import prog, check_run_flags, stage_parser
+from .parsing import check_run_flags, prog, stage_parser
 
 
 def launch(stage: Stage, args: argparse.Namespace, argv: list[str]) -> int:
     """A stage from its flags: dry run, or the study trained here (rerunning the command resumes it)."""
-    from ..design.handoff import lock_model
-    from ..sweep.runner import find_previous_run
-    from ..sweep.storage import open_storage, sqlite_url
-    from ..training.device import select_device
+    stage = Stage(stage)  # scripts/run_experiments.py names it by its string
+    from ..design import lock_model
+    from ..sweep import find_previous_run
+    from ..sweep import open_storage, sqlite_url
+    from ..training import select_device
     from .flags import settings_from_args
 
     check_run_flags(args)
@@ -48,7 +46,7 @@ def launch(stage: Stage, args: argparse.Namespace, argv: list[str]) -> int:
 
 def dry_run(resolved: Resolved, device, threads: int | None) -> int:
     """The grid and its time estimate; nothing is trained or written."""
-    from ..sweep.estimate import describe, step_seconds
+    from ..sweep import describe_estimate, step_seconds
 
     s, config, vocab = resolved.settings, resolved.config, resolved.cache.manifest["vocab_size"]
     print(f"{s.stage}: grid {config['grid_size']} points = " + " x ".join(f"{len(v)} {k}" for k, v in config["grid"].items()))
@@ -56,7 +54,7 @@ def dry_run(resolved: Resolved, device, threads: int | None) -> int:
         from .dryrun import decay_means  # torch and the rest load after Ctrl-C is handled (main.py)
 
         print(decay_means(s, vocab))
-    print(f"estimate on {device.name} ({device.note}):\n{describe(s, step_seconds(s, vocab, device.name, threads), vocab)}")
+    print(f"estimate on {device.name} ({device.note}):\n{describe_estimate(s, step_seconds(s, vocab, device.name, threads), vocab)}")
     return 0
 
 
@@ -65,7 +63,7 @@ def refuse_another_run(out: Path, name: str, fingerprint: str, own_storage: bool
     Rerunning the command that made it (same grid, same fingerprint) resumes it instead."""
     import json
 
-    from ..sweep.storage import study_names_read_only
+    from ..sweep import study_names_read_only
 
     if (out / "workflow.json").exists():
         raise UsageError(f"{out} is a workflow's folder; resume it with `workflow`, or give this stage a new --output-dir")
@@ -80,10 +78,10 @@ def refuse_another_run(out: Path, name: str, fingerprint: str, own_storage: bool
 
 
 def run_file(rest: list[str], argv: list[str]) -> int:
-    from ..design.studyfiles import load_study_file
+    from ..design import load_study_file
 
     if rest[:1] in (["-h"], ["--help"]):
-        from ..design.settings import STUDIES_DIR
+        from ..design import STUDIES_DIR
 
         names = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.toml") if "stage =" in p.read_text()))
         print(f"usage: run NAME [FLAGS]\n\nRun the stage file studies/NAME.toml (or a path to one); flags override "

@@ -8,10 +8,9 @@ import json
 import shlex
 from pathlib import Path
 
-from ..common.errors import UsageError
-from ..common.stages import Stage
+from ..common import Stage, UsageError
 from .drive import Resolved, StagePlan, run_stage, runs_dir, stored_stage
-from .parsing import prog, Parser, check_run_flags
+from .parsing import Parser, check_run_flags, prog
 
 
 def tool_parser(command: str, doc: str) -> Parser:
@@ -38,7 +37,7 @@ def locate(args: argparse.Namespace):
     output folder is its subfolder."""
     import optuna
 
-    from ..sweep.storage import HEARTBEAT_S, open_storage, open_study, sqlite_url
+    from ..sweep import HEARTBEAT_S, open_storage, open_study, sqlite_url
 
     heartbeat = getattr(args, "heartbeat", HEARTBEAT_S)
     if args.storage:
@@ -65,14 +64,14 @@ def locate(args: argparse.Namespace):
 
 
 def is_original(study) -> bool:
-    from ..sweep.provenance import load_config
+    from ..sweep import load_config
 
     return "replay_of" not in load_config(study)
 
 
 def storage_url(args: argparse.Namespace) -> str:
     """The storage a tool's arguments name, as the user named it."""
-    from ..sweep.storage import sqlite_url
+    from ..sweep import sqlite_url
 
     return args.storage or sqlite_url(Path(args.run_dir))
 
@@ -83,11 +82,11 @@ def join(command: str, rest: list[str]) -> int:
     Any number of processes or machines may join one study: the storage hands each a different
     grid point, a dead worker's point is re-queued (same host: at once; elsewhere: once its
     heartbeat is stale), and each worker stops when nothing is left to train."""
-    from ..design.settings import Settings
-    from ..sweep.optuna_internals import storage_of
-    from ..sweep.provenance import load_config
-    from ..sweep.storage import HEARTBEAT_S
-    from ..training.device import select_device
+    from ..design import Settings
+    from ..sweep import storage_of
+    from ..sweep import load_config
+    from ..sweep import HEARTBEAT_S
+    from ..training import select_device
 
     ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
     ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
@@ -107,10 +106,10 @@ def join(command: str, rest: list[str]) -> int:
 def replay(rest: list[str], argv: list[str]) -> int:
     """Re-run a stored grid (or part of it) into a new study in the same storage and report,
     per point, the change in val loss and whether it is bitwise identical."""
-    from ..sweep.optuna_internals import storage_of
-    from ..sweep.provenance import build_config, load_config
-    from ..sweep.replay import replay_name, replay_rows, replay_settings, replay_summary
-    from ..training.device import select_device
+    from ..sweep import storage_of
+    from ..sweep import build_config, load_config
+    from ..sweep import replay_name, replay_rows, replay_settings, replay_summary
+    from ..training import select_device
 
     ap = tool_parser("replay", "Re-run a stored grid, or part of it, into a new study in the same storage.")
     ap.add_argument("--seeds", nargs="+", type=int, help="replay only these seeds")
@@ -141,11 +140,11 @@ def replay(rest: list[str], argv: list[str]) -> int:
 def dashboard(rest: list[str]) -> int:
     import optuna
 
-    from ..report.artefacts import analyse
-    from ..sweep.attachments import ARTIFACTS
-    from ..report.dashboard import free_port, serve
-    from ..report.notes import refresh_note
-    from ..sweep.storage import open_storage, sqlite_url
+    from ..report import analyse
+    from ..sweep import ARTIFACTS
+    from ..report import free_port, serve
+    from ..report import refresh_note
+    from ..sweep import open_storage, sqlite_url
 
     ap = tool_parser("dashboard", "Serve optuna-dashboard for a run on 127.0.0.1 (it has no authentication).")
     ap.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1, 1..65535, or 0 for any free one (default 8080)")
@@ -161,7 +160,7 @@ def dashboard(rest: list[str]) -> int:
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if "config" in summary.user_attrs:  # notes of runs exported before they existed, too
             study = optuna.load_study(study_name=summary.study_name, storage=storage)
-            refresh_note(study, analyse(study)["note"])
+            refresh_note(study, analyse(study).note)
     artifacts = Path(args.output_dir or args.run_dir or ".") / ARTIFACTS
     print(f"optuna-dashboard for {url} at http://127.0.0.1:{port}/dashboard/ (Ctrl-C stops it)", flush=True)
     try:
@@ -175,8 +174,8 @@ def status(rest: list[str]) -> int:
     """One study, or every stage of a workflow folder."""
     import optuna
 
-    from ..sweep.runner import print_status
-    from ..sweep.storage import open_storage, open_study, sqlite_url
+    from ..sweep import print_status
+    from ..sweep import open_storage, open_study, sqlite_url
 
     args = tool_parser("status", "Where a study stands (every stage of a workflow folder).").parse_args(rest)
     if args.run_dir and not args.study and (Path(args.run_dir) / "workflow.json").is_file():
@@ -191,9 +190,9 @@ def status(rest: list[str]) -> int:
 
 def export_command(rest: list[str]) -> int:
     """One study's artefacts; for a workflow folder, every stage's and the index."""
-    from ..report.artefacts import analyse, export
-    from ..report.index import index_figures, write_index
-    from ..sweep.storage import open_storage, open_study, sqlite_url
+    from ..report import analyse, export
+    from ..report import index_figures, write_index
+    from ..sweep import open_storage, open_study, sqlite_url
 
     args = tool_parser("export", "Rebuild every artefact from storage (every stage of a workflow folder).").parse_args(rest)
     run = Path(args.run_dir) if args.run_dir else None
@@ -215,7 +214,7 @@ def export_command(rest: list[str]) -> int:
 
 
 def cache_command(rest: list[str]) -> int:
-    from ..data.prepare import prepare_cache
+    from ..data import prepare_cache
     from .flags import add_data_flags, settings_from_args
 
     ap = Parser(prog=f"{prog()} cache", description="Build or check the token cache.")

@@ -18,17 +18,13 @@ from pathlib import Path
 
 import optuna
 
-from ..analysis.comparison import claims
-from ..common.console import log
-from ..common.errors import UsageError
-from ..common.files import check_output_dir, write_json
-from ..common.stages import Stage
-from ..design.handoff import best_candidate, lock_record, lowest_loss
-from ..design.plan import WorkflowFile, derived_stream_arms, load_workflow
-from ..model.law import formula
-from ..report.index import index_figures, write_index
-from ..sweep.storage import HEARTBEAT_S, open_storage, sqlite_url
-from ..training.device import select_device
+from ..analysis import claims
+from ..common import Stage, UsageError, check_output_dir, log, write_json
+from ..design import WorkflowFile, best_candidate, derived_stream_arms, load_workflow, lock_record, lowest_loss
+from ..model import formula
+from ..report import index_figures, write_index
+from ..sweep import HEARTBEAT_S, open_storage, sqlite_url
+from ..training import select_device
 from .drive import StagePlan, StageResult, new_run_dir, resolve_stage, run_stage, runs_dir
 from .dryrun import print_plan
 from .parsing import Parser, check_run_flags, prog
@@ -128,7 +124,7 @@ class Workflow:
         probe = self.stage(Stage.PROBE, {"models": [lock["model"]], "dropout_rates": rates}, {"lock": lock["model"]})
         if probe is None:
             return False
-        law = probe.analysis["probe"]["law"]
+        law = probe.analysis.probe["law"]
         self.decide("probe law", law.get("form") or "none", law.get("reason") or formula(law))
         if law.get("form") and self.wf.tables[Stage.STREAM].get("calibrated", True):
             return f"calibrated:calibrated:{self.out / Stage.PROBE / 'probe.json'}"
@@ -147,8 +143,8 @@ class Workflow:
         self.decide("stream arms", f"static {chosen.dropout_rates}, decays {[d.split(':')[0] for d in chosen.decays]}",
                     "from the config" if self.names_stream_arms() else f"derived: {rule}")
         entry = self.record["stages"][Stage.STREAM]
-        entry["claims"] = claims(stream.analysis.get("comparison", []))
-        entry["primary"] = stream.analysis.get("primary", [])
+        entry["claims"] = claims(stream.analysis.comparison or [])
+        entry["primary"] = stream.analysis.primary or []
         self.record["status"] = "done"
         self.save()
         log(f"workflow {self.wf.name}: done; {self.out / 'index.html'}")
@@ -187,7 +183,7 @@ class Workflow:
         return done
 
     def select(self, done: StageResult, stage: Stage) -> dict | None:
-        selection = done.analysis.get("selection", [])
+        selection = done.analysis.selection or []
         self.record["stages"][stage]["selection"] = [
             {k: r[k] for k in ("model", "model_shape", "cap", "best_p", "plateau", "dip_over_std", "candidate", "verdict")}
             for r in selection]

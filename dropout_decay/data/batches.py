@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 
 def _gather(pool: np.ndarray, starts: np.ndarray, seq_len: int) -> torch.Tensor:

@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .cache import FORMAT, CachePaths, TokenCache, load_cache
-from ..common.console import Progress, log
+from ..common import Progress, UsageError, atomic_write, log, sha256_file, write_json
+from .cache import CachePaths, FORMAT, TokenCache, load_cache
 from .corpus import Corpus
-from ..common.errors import UsageError
-from ..common.files import atomic_write, sha256_file, write_json
 from .layout import Layout
 from .tokenizer import bos_id, train_tokenizer
 

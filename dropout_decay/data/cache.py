@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.errors import UsageError
-from ..common.files import sha256_file
+from ..common import UsageError, sha256_file
 from .layout import Layout
 from .tokenizer import DEFAULT_VOCAB
 

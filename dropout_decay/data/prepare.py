@@ -3,8 +3,7 @@ layout and vocabulary, or build one. Above both `cache` (reading) and `build` (w
 
 from __future__ import annotations
 
-from ..common.console import log
-from ..common.errors import UsageError
+from ..common import UsageError, log
 from .build import build_cache, identity_for, identity_of
 from .cache import DataSource, TokenCache, load_cache
 from .corpus import load_corpus

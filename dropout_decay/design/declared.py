@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 GRAMMAR = [("every_static", re.compile(r"(?P<arm>\S+) beats every static at (?P<cap>last|\d+)")),
            ("interaction", re.compile(r"(?P<arm>\S+) helps more as data grows at (?P<cap>last|\d+)")),

@@ -11,8 +11,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..common.errors import UsageError
-from ..common.stages import Stage
+from ..common import Stage, UsageError
 from .settings import Settings
 
 

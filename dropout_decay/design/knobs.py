@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.layout import LEGACY_SPLITS
-from ..model.masks import LEGACY_MASKS
+from ..data import LEGACY_SPLITS
+from ..model import LEGACY_MASKS
 
 DEFAULT = object()  # `absent`: the field's own default
 
@@ -42,7 +42,7 @@ SETTINGS = {
     "memory_budget": Knob(),
 }
 
-# The training knobs (training/train.py TrainConfig), stored under `train`.
+# The training knobs (training/trainer.py TrainConfig), stored under `train`.
 TRAINING = {
     **dict.fromkeys(("batch_size", "seq_len", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
                      "eval_batches", "eval_every", "log_every"), FIRST),

@@ -23,8 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.errors import UsageError
-from ..common.stages import WORKFLOW_ORDER, Stage
+from ..common import Stage, UsageError, WORKFLOW_ORDER
 from .settings import Settings, check
 from .studyfiles import file_keys, read_toml, refuse_foreign
 

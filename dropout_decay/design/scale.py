@@ -12,8 +12,8 @@ match (width, depth, the vocabulary's share of the parameters, the batch) it say
 
 from __future__ import annotations
 
-from ..common.stages import Stage
-from ..model.gpt import parse_model_spec
+from ..common import Stage
+from ..model import parse_model_spec
 from .plan import WorkflowFile, load_workflow
 from .settings import Settings
 

@@ -14,16 +14,20 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..common.errors import UsageError
-from ..common.kinds import check_kinds
-from ..common.stages import Stage, stage_of
-from ..data.cache import DEFAULT_CACHE_DIR, DataSource, TokenCache
-from ..data.layout import Layout
-from ..data.tokenizer import DEFAULT_VOCAB
-from ..model.arms import Arm, is_twin
-from ..model.gpt import ModelSpec, parse_model_spec
-from ..model.schedules import check_rate, is_calibrated, parse_decays, read_calibration, static
-from ..training.train import Segment, TrainConfig
+from ..common import Stage, UsageError, check_kinds, stage_of
+from ..data import DEFAULT_CACHE_DIR, DEFAULT_VOCAB, DataSource, Layout, TokenCache
+from ..model import (
+    Arm,
+    ModelSpec,
+    check_rate,
+    is_calibrated,
+    is_twin,
+    parse_decays,
+    parse_model_spec,
+    read_calibration,
+    static,
+)
+from ..training import Segment, TrainConfig
 from .declared import check_claims
 from .knobs import SETTINGS, TRAINING, identity, stored_defaults
 

@@ -6,9 +6,8 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from ..common.errors import UsageError
-from ..training.train import TrainConfig
-from ..common.stages import STAGE_NAMES, Stage
+from ..common import STAGE_NAMES, Stage, UsageError
+from ..training import TrainConfig
 from .settings import STUDIES_DIR, Settings
 
 

@@ -1,2 +1,35 @@
 """The nanochat-derived GPT, its dropout masks, and the schedules that set the dropout rate while
-it trains (with the law p*(D) a calibrated schedule follows). May import: common."""
+it trains (with the law p*(D) a calibrated schedule follows). May import: common.
+
+The names below are what the subpackage offers the others, which import them from here."""
+
+from .arms import Arm, ArmKind, base_name, is_twin, twin_name
+from .gpt import GPT, ModelSpec, parse_model_spec
+from .law import fit_form, fit_law, formula, predict
+from .masks import DEFAULT_MASKS, LEGACY_MASKS, MASK_FORMS, describe_masks
+from .schedules import Schedule, check_rate, is_calibrated, parse_decays, read_calibration, static
+
+__all__ = [
+    "Arm",
+    "ArmKind",
+    "DEFAULT_MASKS",
+    "GPT",
+    "LEGACY_MASKS",
+    "MASK_FORMS",
+    "ModelSpec",
+    "Schedule",
+    "base_name",
+    "check_rate",
+    "describe_masks",
+    "fit_form",
+    "fit_law",
+    "formula",
+    "is_calibrated",
+    "is_twin",
+    "parse_decays",
+    "parse_model_spec",
+    "predict",
+    "read_calibration",
+    "static",
+    "twin_name",
+]

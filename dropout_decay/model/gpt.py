@@ -50,7 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..common.errors import UsageError
+from ..common import UsageError
 from .masks import DEFAULT_MASKS, drop, keep_keys
 
 SOFTCAP = 15.0

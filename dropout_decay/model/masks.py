@@ -103,7 +103,7 @@ def keep_keys(batch: int, heads: int, T: int, p: float, device: torch.device, fo
     return keep
 
 
-def describe(form: int) -> dict:
+def describe_masks(form: int) -> dict:
     """How each site drops, for config.json."""
     bits = {1: "torch's mt19937 generator; every (query, key) pair drawn",
             2: "numpy's PCG64DXSM seeded from torch's generator at each draw; only pairs below the diagonal drawn"}

@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from ..common.errors import UsageError
+from ..common import UsageError
 from .law import predict
 
 SHAPES = ("cosine", "linear", "exponential", "step")

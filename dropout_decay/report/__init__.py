@@ -1,2 +1,21 @@
 """Everything derived from a study's storage: artefact files, report.html, a workflow's index,
-SVG figures, dashboard notes and serving. May import: analysis, sweep and below."""
+SVG figures, dashboard notes and serving. May import: analysis, sweep and below.
+
+The names below are what the subpackage offers the others, which import them from here."""
+
+from .analysed import Analysis, analyse
+from .artefacts import export
+from .dashboard import free_port, serve
+from .index import index_figures, write_index
+from .notes import refresh_note
+
+__all__ = [
+    "Analysis",
+    "analyse",
+    "export",
+    "free_port",
+    "index_figures",
+    "refresh_note",
+    "serve",
+    "write_index",
+]

@@ -11,7 +11,7 @@ import socket
 import threading
 from pathlib import Path
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 
 def free_port(port: int) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..model.arms import is_twin
-from ..common.svg import COLOURS
+from ..common import COLOURS
+from ..model import is_twin
 
 
 

@@ -10,26 +10,25 @@ import html
 import math
 from pathlib import Path
 
-from ..common.stages import Stage
-from ..common.files import write_text
-from ..design.plan import ORDER
+from ..common import Stage, write_text
+from ..design import ORDER
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
 from .notes import cap_text
 from .page import PLOTLY_JS, figure_divs, page
 
 
-def index_figures(stage: str, analysis: dict) -> str:
+def index_figures(stage: str, analysis) -> str:
     """The plots a researcher looks at first, per stage, as HTML divs."""
-    if not analysis.get("metrics"):
+    if not analysis.metrics:
         return ""
     stage = Stage(stage)
     if stage.sweeps_statics:
-        figures = static_figures(analysis["frame"], analysis["selection"])
+        figures = static_figures(analysis.frame, analysis.selection)
     elif stage is Stage.PROBE:
-        figures = probe_figures(analysis["frame"], analysis["probe"])
+        figures = probe_figures(analysis.frame, analysis.probe)
     else:
-        learning = learning_figures(analysis["trace"], "arm", True)
-        figures = [learning[0], learning[1], learning[-1], *stream_figures(analysis["summary"], analysis["comparison"])[1:]]
+        learning = learning_figures(analysis.trace, "arm", True)
+        figures = [learning[0], learning[1], learning[-1], *stream_figures(analysis.summary, analysis.comparison)[1:]]
     return figure_divs(figures, prefix=f"{stage}-figure")
 
 

@@ -10,11 +10,11 @@ import math
 
 import optuna
 
-from ..common.stages import Stage
-from ..analysis.comparison import claims
-from ..model.law import formula
+from ..analysis import claims
+from ..common import Stage
+from ..model import formula
+from ..sweep import replay_summary
 from .figures import model_name
-from ..sweep.replay import replay_summary
 
 
 def _num(x, fmt=".4f") -> str:
@@ -103,22 +103,22 @@ def probe_note(config: dict, probe: dict) -> str:
     return "\n".join(lines)
 
 
-def headline(a: dict) -> str:
-    """The run's answer in one line, for the console's closing line and export.json."""
-    stage = Stage(a["config"]["stage"])
-    if not a["metrics"]:
+def headline(a) -> str:
+    """The run's answer in one line, for the console's closing line and export.json (`a`: an Analysis)."""
+    stage = Stage(a.config["stage"])
+    if not a.metrics:
         return "no point has completed yet"
     if stage.sweeps_statics:
         return "; ".join(f"{r['model']} at {r['cap']:,} tokens: best p = {r['best_p']:g} "
-                         f"(val loss {r['best_val_loss']:.4f} nats), {r['verdict']}" for r in a["selection"])
+                         f"(val loss {r['best_val_loss']:.4f} nats), {r['verdict']}" for r in a.selection)
     if stage is Stage.PROBE:
-        law = a["probe"]["law"]
+        law = a.probe["law"]
         return f"law {formula(law)}" if law.get("form") else f"no law: {law['reason']}"
-    if a.get("primary"):
+    if a.primary:
         return "; ".join(f"{r['claim']}: {'holds' if r['holds'] else 'does not hold'} "
-                         f"(Δ {_num(r['estimate'])} nats, p Holm {_num(r['p_holm'], '.3f')})" for r in a["primary"])
+                         f"(Δ {_num(r['estimate'])} nats, p Holm {_num(r['p_holm'], '.3f')})" for r in a.primary)
     last = {}
-    for c in claims(a["comparison"]):
+    for c in claims(a.comparison):
         last[c["decay_arm"]] = c  # rows run through the caps in order: the last cap's stays
     return "; ".join(f"{arm} {'beats' if c['beats_every_static'] else 'does not beat'} every static rate at "
                      f"{c['cap']:,} tokens" for arm, c in last.items()) or "no decay arm to judge"

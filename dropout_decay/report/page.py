@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..common.stages import Stage
-from ..common.files import write_text
+from ..common import Stage, write_text
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
 
 PLOTLY_JS = "plotly.min.js"
@@ -59,16 +58,17 @@ def comparison_table(comparison: list[dict], primary: list[dict] = (), interacti
                       "mean_diff", "ci_low", "ci_high", "p_holm", "verdict"]))
 
 
-def figures_of(a: dict) -> list[go.Figure]:
-    stage = Stage(a["config"]["stage"])
+def figures_of(a) -> list[go.Figure]:
+    """The report's figures for an Analysis, by stage."""
+    stage = Stage(a.config["stage"])
     figures = []
     if stage.sweeps_statics:
-        figures += static_figures(a["frame"], a["selection"])
+        figures += static_figures(a.frame, a.selection)
     if stage is Stage.PROBE:
-        figures += probe_figures(a["frame"], a["probe"])
-    figures += learning_figures(a["trace"], stage.arm_key, stage.is_stream)
+        figures += probe_figures(a.frame, a.probe)
+    figures += learning_figures(a.trace, stage.arm_key, stage.is_stream)
     if stage.is_stream:
-        figures += stream_figures(a["summary"], a["comparison"])
+        figures += stream_figures(a.summary, a.comparison)
     return figures
 
 
@@ -85,11 +85,12 @@ def figure_divs(figures: list[go.Figure], prefix: str = "figure") -> str:
                      for i, fig in enumerate(figures))
 
 
-def report_page(a: dict, plotly_src: str) -> str:
-    config = a["config"]
+def report_page(a, plotly_src: str) -> str:
+    """report.html of an Analysis: its provenance, its tables, its figures."""
+    config = a.config
     compliance = config["compliance"]
     head = (f"<h1>{html.escape(config['stage'])} run</h1><p>{html.escape(compliance['note'])} · "
             f"mps_compliant: {str(compliance['mps_compliant']).lower()} · grid {config['grid_size']} points · "
             f"dropout-decay {html.escape(config['code_version'])}</p><p><small>{html.escape(config['attribution'])}</small></p>")
-    table = comparison_table(a.get("comparison", []), a.get("primary", []), a.get("interaction", []))
+    table = comparison_table(a.comparison or [], a.primary or [], a.interaction or [])
     return page(f"dropout-decay {config['stage']} report", head + "\n" + table + "\n" + figure_divs(figures_of(a)), plotly_src)

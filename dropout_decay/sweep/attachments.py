@@ -15,9 +15,9 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 
+from ..common import line_chart
 from .optuna_internals import storage_of
 from .provenance import load_config
-from ..common.svg import line_chart
 
 ARTIFACTS = "artifacts"
 

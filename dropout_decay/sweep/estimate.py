@@ -8,14 +8,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..common.console import clock
-from ..common.errors import UsageError
+from ..common import UsageError, clock
+from ..design import Settings
+from ..model import ArmKind, GPT
+from ..training import evaluate, gib, make_optimizer, optimizer_step, step_bytes
 from . import cpu
-from ..model.gpt import GPT
-from ..design.settings import Settings
-from ..model.arms import ArmKind
-from ..training.memory import gib, step_bytes
-from ..training.train import evaluate, make_optimizer, optimizer_step
 
 DRY_RUN_ACTIVATIONS = 2**30  # bytes: the dry run times a big batch in parts that fit in this
 TIMING_SECONDS = 1.0  # how long each model's steps are timed at each rate, at least
@@ -142,7 +139,7 @@ def peak_memory(s: Settings, vocab_size: int) -> dict[str, int]:
             for spec in s.specs()}
 
 
-def describe(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
+def describe_estimate(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
     memory, micro = peak_memory(s, vocab_size), micro_batches(s, vocab_size)
     parts = {label: f" in micro-batches of {m}" if m else "" for label, m in micro.items()}
     lines = [f"  {label}: {per_step_text(cost)}, training memory about {gib(memory[label])}{parts[label]}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..design.settings import Settings
+from ..design import Settings
 from .optuna_internals import system_attrs_of, trial_id
 
 

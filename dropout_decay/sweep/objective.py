@@ -15,16 +15,14 @@ from typing import Callable
 
 import optuna
 
+from ..common import check, clock, log, shield
+from ..data import TokenCache
+from ..design import Settings
+from ..model import Arm, ModelSpec
+from ..training import Hooks, PointRun, TrainingDiverged, train
 from .attachments import attach_trial
-from ..data.cache import TokenCache
-from ..common.console import clock, log
 from .estimate import micro_batches
 from .grid import search_space, surplus_to
-from ..common.interrupts import check, shield
-from ..model.gpt import ModelSpec
-from ..model.arms import Arm
-from ..design.settings import Settings
-from ..training.train import Hooks, PointRun, TrainingDiverged, train
 
 PROGRESS_EVERY_S = 5.0  # at most one progress line per this many seconds inside a point
 

@@ -20,13 +20,13 @@ import tokenizers
 import torch
 
 from .. import NANOCHAT_ATTRIBUTION, __version__
-from ..data.cache import TokenCache
+from ..common import UsageError
+from ..data import TokenCache
+from ..design import Settings
+from ..model import describe_masks
+from ..training import DeviceChoice
 from .cpu import cores
-from ..training.device import DeviceChoice
-from ..common.errors import UsageError
-from ..model.masks import describe as describe_masks
 from .grid import search_space
-from ..design.settings import Settings
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 

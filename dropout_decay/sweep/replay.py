@@ -12,11 +12,10 @@ from dataclasses import replace
 
 import optuna
 
-from ..common.errors import UsageError
+from ..common import UsageError
+from ..design import Settings
+from ..model import parse_decays, parse_model_spec, static
 from .grid import first_complete
-from ..model.gpt import parse_model_spec
-from ..model.schedules import parse_decays, static
-from ..design.settings import Settings
 
 
 def replay_settings(config: dict, seeds=None, models=None, arms=None, rates=None, device=None) -> Settings:

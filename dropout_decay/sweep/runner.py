@@ -17,10 +17,9 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from ..common import bar, check, clock, log
 from . import cpu
-from ..common.console import bar, clock, log
 from .grid import GridStatus, grid_status, trials_by_point
-from ..common.interrupts import check
 from .provenance import load_config
 from .recovery import reclaim_dead_local
 from .workers import dead_local_pid
@@ -28,7 +27,7 @@ from .workers import dead_local_pid
 POLL_S = 1.0  # how often a worker with nothing left to train looks again: at a grid's end it waits this long at most
 
 
-def describe(point: dict) -> str:
+def describe_point(point: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in point.items())
 
 
@@ -107,8 +106,8 @@ def print_status(study: optuna.Study, say: Callable[[str], None] = print) -> Gri
     else:
         say("  no point has finished yet, so no time per point or ETA")
     for t in stale:
-        say(f"  stale: trial {t.number} {describe(t.params)}: its worker (pid {dead_local_pid(t)}) is gone; "
+        say(f"  stale: trial {t.number} {describe_point(t.params)}: its worker (pid {dead_local_pid(t)}) is gone; "
             "the next run or worker re-queues it")
     for t in failed:
-        say(f"  failed: trial {t.number} {describe(t.params)}: {t.user_attrs.get('fail_reason', 'worker lost')}")
+        say(f"  failed: trial {t.number} {describe_point(t.params)}: {t.user_attrs.get('fail_reason', 'worker lost')}")
     return status

@@ -16,7 +16,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-from ..common.errors import UsageError
+from ..common import UsageError
 from .optuna_internals import FastGridSampler, engine_of, storage_of
 from .provenance import load_config
 from .recovery import requeue_stale

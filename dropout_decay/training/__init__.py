@@ -1,2 +1,34 @@
 """Train one grid point: a fresh model through its segments on the chosen device (the MPS gate).
-May import: model, data, common."""
+May import: model, data, common.
+
+The names below are what the subpackage offers the others, which import them from here."""
+
+from .device import DeviceChoice, select_device
+from .memory import gib, step_bytes
+from .trainer import (
+    Hooks,
+    PointRun,
+    Segment,
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    make_optimizer,
+    optimizer_step,
+    train,
+)
+
+__all__ = [
+    "DeviceChoice",
+    "Hooks",
+    "PointRun",
+    "Segment",
+    "TrainConfig",
+    "TrainingDiverged",
+    "evaluate",
+    "gib",
+    "make_optimizer",
+    "optimizer_step",
+    "select_device",
+    "step_bytes",
+    "train",
+]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..common.errors import UsageError
+from ..common import UsageError
 
 DEVICES = ("mps", "cpu", "cuda")
 

@@ -18,7 +18,7 @@ the process before the model is built.
 
 from __future__ import annotations
 
-from ..model.gpt import ModelSpec
+from ..model import ModelSpec
 
 BYTES = 4  # fp32
 STATE_PER_PARAM = 4 * BYTES  # weight, gradient, AdamW's first and second moments

@@ -18,7 +18,7 @@ from dropout_decay.design.settings import Settings
 from dropout_decay.sweep.grid import grid_status
 from dropout_decay.sweep.provenance import manifest_identity
 from dropout_decay.sweep.storage import open_storage, open_study
-from dropout_decay.training.train import TrainConfig
+from dropout_decay.training.trainer import TrainConfig
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 COMMITTED = sorted(p for p in RESULTS.glob("*/*/config.json"))

@@ -27,13 +27,9 @@ from typing import Callable
 
 import torch
 
-from ..data.batches import WindowSampler, fixed_batches
-from ..data.cache import TokenCache
-from ..common.errors import UsageError
-from ..common.kinds import check_kinds
-from ..model.masks import DEFAULT_MASKS, MASK_FORMS
-from ..model.gpt import GPT, ModelSpec
-from ..model.schedules import Schedule
+from ..common import UsageError, check_kinds
+from ..data import TokenCache, WindowSampler, fixed_batches
+from ..model import DEFAULT_MASKS, GPT, MASK_FORMS, ModelSpec, Schedule
 
 Trace = Callable[[dict], None]
 
