@@ -26,10 +26,10 @@ from dropout_decay.cli import main as cli
 from dropout_decay.data.build import build_cache
 from dropout_decay.data.cache import load_cache
 from dropout_decay.data.corpus import load_corpus
-from dropout_decay.training.device import select_device
-from dropout_decay.sweep.provenance import build_config
 from dropout_decay.design.settings import Settings, check
+from dropout_decay.sweep.provenance import build_config
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
+from dropout_decay.training.device import select_device
 
 FIXTURE_CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 TEST_VOCAB = 512
@@ -180,12 +180,37 @@ def ctrl_c_given_back():
     assert signal.getsignal(signal.SIGINT) == before, "SIGINT left ignored: children would inherit it"
 
 
+REFERENCE_S = 0.05  # the workload below, measured on an idle 2-core machine of this project's kind
+_slowness: list[float] = []
+
+
+def slowness() -> float:
+    """How many times slower than idle this machine runs right now: a fixed small torch workload
+    timed against REFERENCE_S (at least 1), measured once a session. No test asserts on wall time;
+    waits that must end scale by this, so a loaded machine waits longer instead of failing."""
+    if not _slowness:
+        import torch
+
+        a = torch.randn(192, 192)
+        t0 = time.perf_counter()
+        for _ in range(100):
+            a = torch.tanh(a @ a) * 0.1
+        _slowness.append(max(1.0, (time.perf_counter() - t0) / REFERENCE_S))
+    return _slowness[0]
+
+
+def patience(seconds: float) -> float:
+    """A deadline of `seconds` on an idle machine, stretched by how loaded this one is now."""
+    return seconds * slowness()
+
+
 def kill_when(args: list[str], condition, timeout: float = 300) -> int:
-    """Start `python -m dropout_decay.study ARGS`, SIGKILL it once `condition()` holds; its pid."""
+    """Start `python -m dropout_decay.study ARGS`, SIGKILL it once `condition()` holds; its pid.
+    `timeout` is the idle machine's patience (see `patience`)."""
     proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + timeout
+        deadline = time.time() + patience(timeout)
         while not condition():
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.time() < deadline, "the run never reached the kill point"

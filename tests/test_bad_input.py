@@ -13,9 +13,7 @@ import pytest
 
 from dropout_decay.cli import main as cli
 from dropout_decay.sweep.storage import open_storage
-
-from conftest import TEST_VOCAB
-from conftest import TRAIN
+from tests.conftest import TEST_VOCAB, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
 

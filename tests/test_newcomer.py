@@ -15,10 +15,9 @@ import pytest
 
 from dropout_decay.cli import main as cli
 from dropout_decay.design.plan import load_workflow
-from dropout_decay.design.studyfiles import load_study_file, read_toml
 from dropout_decay.design.settings import Settings
-
-from conftest import TEST_VOCAB, TRAIN
+from dropout_decay.design.studyfiles import load_study_file, read_toml
+from tests.conftest import TEST_VOCAB, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
 

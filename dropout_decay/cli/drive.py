@@ -68,7 +68,7 @@ class StagePlan:
 class StageResult:
     study: object  # optuna.Study
     settings: object  # design.Settings
-    code: int  # 0 done, 130 interrupted
+    code: int  # 0 done, 1 some points failed, 130 interrupted
     status: object  # sweep.GridStatus
     seconds: float  # this run's wall time
 
@@ -86,27 +86,25 @@ def resolve_stage(s, device, command: str, lock: dict | None = None, threads: in
     `extra` keys such as the handoff that chose them)."""
     from ..data import prepare_cache
     from ..design import resolve
-    from ..sweep import micro_batches
-    from ..sweep import build_config
+    from ..sweep import build_config, check_fits
 
     doing("caching")
     cache = prepare_cache(s.data_source())
     doing("starting")
     s = resolve(s, cache)
-    micro_batches(s, cache.manifest["vocab_size"])  # a memory budget no micro-batch meets: refused before the study
+    check_fits(s, cache.manifest["vocab_size"], device.name)  # before the study: a model or batch that cannot fit
     return Resolved(s, cache, build_config(s, cache, device, command, lock, threads) | extra)
 
 
-def stored_stage(study, cache_dir: str | None = None) -> Resolved:
+def stored_stage(study, device=None, cache_dir: str | None = None) -> Resolved:
     """A stored study's own settings and its data on this machine: the local cache, else one built
     from the study's corpus; refused unless it is exactly the data the study began with."""
     from dataclasses import replace
 
     from ..common import UsageError
-    from ..data import load_cache
-    from ..data import prepare_cache
+    from ..data import load_cache, prepare_cache
     from ..design import Settings
-    from ..sweep import data_identity, load_config
+    from ..sweep import check_fits, data_identity, load_config
 
     config = load_config(study)
     s = Settings.from_dict(config["settings"])
@@ -118,6 +116,8 @@ def stored_stage(study, cache_dir: str | None = None) -> Resolved:
         cache = prepare_cache(replace(s.data_source(), cache_dir=cache_dir, use_cached=False))
     if s.fingerprint(data_identity(cache)) != config["fingerprint"]:
         raise UsageError(f"the cache in {cache_dir} is not the data study {study.study_name} began with")
+    if device is not None:
+        check_fits(s, cache.manifest["vocab_size"], device.name)
     return Resolved(s, cache, config)
 
 
@@ -126,13 +126,11 @@ def run_stage(plan: StagePlan) -> StageResult:
     artefacts and analyse it (see the module doc)."""
     from ..common import log
     from ..report import export
-    from ..sweep import grid_status
-    from ..sweep import requeue_failed
-    from ..sweep import open_study
+    from ..sweep import grid_status, open_study, requeue_failed
 
     doing("creating")
     study = open_study(plan.storage, plan.name, plan.resolved.config if plan.resolved else None)
-    resolved = plan.resolved or stored_stage(study, plan.cache_dir)
+    resolved = plan.resolved or stored_stage(study, plan.device, plan.cache_dir)
     doing("ready")
     plan.on_open(study, resolved.config)
     plan.out.mkdir(parents=True, exist_ok=True)  # only once the storage has accepted the study
@@ -151,10 +149,7 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
     """Train the study's points here until none is left, then write its artefacts into `out`."""
     from ..common import log
     from ..report import export
-    from ..sweep import cpu
-    from ..sweep import PointRunner
-    from ..sweep import fail_own_running
-    from ..sweep import describe_point, work
+    from ..sweep import PointRunner, cpu, describe_point, fail_own_running, failure_lines, work
 
     runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe_point(p)}"),
                          threads=lambda: cpu.share(threads), artifacts=root or out)
@@ -174,4 +169,8 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
     answer = json.loads(written["export.json"].read_text())["answer"]
     log(f"done: {status.complete}/{status.size} complete, {status.failed} failed; wrote {len(written)} files in {out}")
     log(f"answer: {answer}\nreport: {out / 'report.html'}")
+    if status.failed:  # the artefacts hold what finished; the run did not do what was asked
+        for line in failure_lines(study):
+            log(line)
+        return 1
     return 0

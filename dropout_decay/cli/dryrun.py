@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..common import Stage, clock
 from ..data import prepare_cache
 from ..design import WorkflowFile, mean_rates, resolve, side_by_side
-from ..sweep import grid_seconds, peak_memory, per_step_text, step_seconds
+from ..sweep import check_fits, grid_seconds, peak_memory, per_step_text, step_seconds
 from ..training import gib, select_device
 
 
@@ -21,6 +21,7 @@ def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
     device = select_device(screen.device)
     cache = prepare_cache(screen.data_source())
     screen = resolve(screen, cache)
+    check_fits(screen, cache.manifest["vocab_size"], device.name)  # never builds a model that cannot fit
     per_step = step_seconds(screen, cache.manifest["vocab_size"], device.name, threads)
     dearest = max(screen.specs(), key=lambda m: per_step[m.label].dropping)
     winner = {"models": [f"winner={dearest.shape}"]}

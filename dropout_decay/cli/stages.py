@@ -15,14 +15,15 @@ def launch(stage: Stage, args: argparse.Namespace, argv: list[str]) -> int:
     """A stage from its flags: dry run, or the study trained here (rerunning the command resumes it)."""
     stage = Stage(stage)  # scripts/run_experiments.py names it by its string
     from ..design import lock_model
-    from ..sweep import find_previous_run
-    from ..sweep import open_storage, sqlite_url
+    from ..sweep import check_url, find_previous_run, open_storage, sqlite_url
     from ..training import select_device
     from .flags import settings_from_args
 
     check_run_flags(args)
     if args.output_dir:
         check_output_dir(Path(args.output_dir))
+    if args.storage:
+        check_url(args.storage)  # before the data is built
     s, lock = lock_model(settings_from_args(stage, args))
     device = select_device(s.device)  # before any model is built
     resolved = resolve_stage(s, device, shlex.join(argv), lock, args.threads)
@@ -46,7 +47,7 @@ def launch(stage: Stage, args: argparse.Namespace, argv: list[str]) -> int:
 
 def dry_run(resolved: Resolved, device, threads: int | None) -> int:
     """The grid and its time estimate; nothing is trained or written."""
-    from ..sweep import describe_estimate, step_seconds
+    from ..sweep import check_fits, describe_estimate, step_seconds
 
     s, config, vocab = resolved.settings, resolved.config, resolved.cache.manifest["vocab_size"]
     print(f"{s.stage}: grid {config['grid_size']} points = " + " x ".join(f"{len(v)} {k}" for k, v in config["grid"].items()))
@@ -54,7 +55,9 @@ def dry_run(resolved: Resolved, device, threads: int | None) -> int:
         from .dryrun import decay_means  # torch and the rest load after Ctrl-C is handled (main.py)
 
         print(decay_means(s, vocab))
-    print(f"estimate on {device.name} ({device.note}):\n{describe_estimate(s, step_seconds(s, vocab, device.name, threads), vocab)}")
+    available = check_fits(s, vocab, device.name)[1]
+    per_step = step_seconds(s, vocab, device.name, threads)
+    print(f"estimate on {device.name} ({device.note}):\n{describe_estimate(s, per_step, vocab, available)}")
     return 0
 
 

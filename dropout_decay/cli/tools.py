@@ -83,9 +83,7 @@ def join(command: str, rest: list[str]) -> int:
     grid point, a dead worker's point is re-queued (same host: at once; elsewhere: once its
     heartbeat is stale), and each worker stops when nothing is left to train."""
     from ..design import Settings
-    from ..sweep import storage_of
-    from ..sweep import load_config
-    from ..sweep import HEARTBEAT_S
+    from ..sweep import HEARTBEAT_S, load_config, storage_of
     from ..training import select_device
 
     ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
@@ -106,9 +104,8 @@ def join(command: str, rest: list[str]) -> int:
 def replay(rest: list[str], argv: list[str]) -> int:
     """Re-run a stored grid (or part of it) into a new study in the same storage and report,
     per point, the change in val loss and whether it is bitwise identical."""
-    from ..sweep import storage_of
-    from ..sweep import build_config, load_config
-    from ..sweep import replay_name, replay_rows, replay_settings, replay_summary
+    from ..sweep import (build_config, check_fits, load_config, replay_name, replay_rows, replay_settings, replay_summary,
+                         storage_of)
     from ..training import select_device
 
     ap = tool_parser("replay", "Re-run a stored grid, or part of it, into a new study in the same storage.")
@@ -124,6 +121,7 @@ def replay(rest: list[str], argv: list[str]) -> int:
     s = replay_settings(config, args.seeds, args.models, args.arms, args.dropout_rates, args.device)
     device = select_device(s.device)
     cache = stored_stage(study).cache  # the original's data, checked
+    check_fits(s, cache.manifest["vocab_size"], device.name)
     new = build_config(s, cache, device, shlex.join(argv), config.get("lock"), args.threads) | {"replay_of": study.study_name}
     name = replay_name(storage_of(study), study.study_name)
     folder = (out if is_original(study) else out.parent) / name
@@ -140,11 +138,8 @@ def replay(rest: list[str], argv: list[str]) -> int:
 def dashboard(rest: list[str]) -> int:
     import optuna
 
-    from ..report import analyse
-    from ..sweep import ARTIFACTS
-    from ..report import free_port, serve
-    from ..report import refresh_note
-    from ..sweep import open_storage, sqlite_url
+    from ..report import analyse, free_port, refresh_note, serve
+    from ..sweep import ARTIFACTS, open_storage, sqlite_url
 
     ap = tool_parser("dashboard", "Serve optuna-dashboard for a run on 127.0.0.1 (it has no authentication).")
     ap.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1, 1..65535, or 0 for any free one (default 8080)")
@@ -174,8 +169,7 @@ def status(rest: list[str]) -> int:
     """One study, or every stage of a workflow folder."""
     import optuna
 
-    from ..sweep import print_status
-    from ..sweep import open_storage, open_study, sqlite_url
+    from ..sweep import open_storage, open_study, print_status, sqlite_url
 
     args = tool_parser("status", "Where a study stands (every stage of a workflow folder).").parse_args(rest)
     if args.run_dir and not args.study and (Path(args.run_dir) / "workflow.json").is_file():
@@ -190,8 +184,7 @@ def status(rest: list[str]) -> int:
 
 def export_command(rest: list[str]) -> int:
     """One study's artefacts; for a workflow folder, every stage's and the index."""
-    from ..report import analyse, export
-    from ..report import index_figures, write_index
+    from ..report import analyse, export, index_figures, write_index
     from ..sweep import open_storage, open_study, sqlite_url
 
     args = tool_parser("export", "Rebuild every artefact from storage (every stage of a workflow folder).").parse_args(rest)

@@ -45,6 +45,7 @@ def workflow_command(rest: list[str], argv: list[str]) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
     ap.add_argument("--device", help="mps, cpu or cuda for every stage, instead of the file's [workflow] device "
                                       "(stages already begun keep the device they were created with)")
+    ap.add_argument("--retry-failed", action="store_true", help="also re-queue points that failed deterministically (e.g. diverged)")
     ap.add_argument("--dry-run", action="store_true", help="print the whole plan and a time estimate, train nothing")
     args = ap.parse_args(rest)
     check_run_flags(args)
@@ -95,8 +96,8 @@ class Workflow:
         self.device = select_device(self.wf.shared.get("device", "mps"))
         self.record |= {"device": self.device.name, "mps_compliant": self.device.mps_compliant, "note": self.device.note}
         screen = self.stage(Stage.SCREEN, {})
-        if screen is None:
-            return 130
+        if screen.code:
+            return screen.code
         best = self.select(screen, Stage.SCREEN)
         if best is None:
             return self.stop(Stage.SCREEN, "no screened model has an interior, nonzero optimum deeper than seed noise")
@@ -104,31 +105,31 @@ class Workflow:
                                              "dropout_rates": screen.settings.dropout_rates},
                              {"selected": best["model"], "shape": best["model_shape"], "token_limit": best["cap"],
                               "evidence": best["verdict"]})
-        if confirm is None:
-            return 130
+        if confirm.code:
+            return confirm.code
         locked = self.select(confirm, Stage.CONFIRM)
         if locked is None:
             return self.stop(Stage.CONFIRM, "with 3 seeds the winner's optimum is not interior, nonzero and deeper than seed noise")
         lock = lock_record(locked, "workflow confirm stage", study=confirm.study.study_name)
         self.decide("lock", lock["model"], f"confirm: {locked['verdict']}; plateau {locked['plateau']}")
-        calibration = self.probe(lock, confirm.settings.dropout_rates)
-        if calibration is False:
-            return 130
+        code, calibration = self.probe(lock, confirm.settings.dropout_rates)
+        if code:
+            return code
         return self.stream(lock, locked["best_p"], confirm.settings.dropout_rates, calibration)
 
-    def probe(self, lock: dict, rates: list[float]) -> str | None | bool:
-        """The probe, when the file has one: the calibrated arm it adds to the stream (None: no
-        arm), or False when interrupted."""
+    def probe(self, lock: dict, rates: list[float]) -> tuple[int, str | None]:
+        """The probe, when the file has one: its exit code and the calibrated arm it adds to the
+        stream (None: no arm)."""
         if Stage.PROBE not in self.wf.tables:
-            return None
+            return 0, None
         probe = self.stage(Stage.PROBE, {"models": [lock["model"]], "dropout_rates": rates}, {"lock": lock["model"]})
-        if probe is None:
-            return False
+        if probe.code:
+            return probe.code, None
         law = probe.analysis.probe["law"]
         self.decide("probe law", law.get("form") or "none", law.get("reason") or formula(law))
         if law.get("form") and self.wf.tables[Stage.STREAM].get("calibrated", True):
-            return f"calibrated:calibrated:{self.out / Stage.PROBE / 'probe.json'}"
-        return None
+            return 0, f"calibrated:calibrated:{self.out / Stage.PROBE / 'probe.json'}"
+        return 0, None
 
     def stream(self, lock: dict, best_p: float, rates: list[float], calibration: str | None) -> int:
         statics, decays, rule = derived_stream_arms(best_p, rates)
@@ -137,8 +138,8 @@ class Workflow:
         statics = table.get("dropout_rates", statics)
         stream = self.stage(Stage.STREAM, {"models": [lock["model"]], "dropout_rates": statics, "decays": decays},
                             {"lock": lock, "rule": rule}, lock=lock)
-        if stream is None:
-            return 130
+        if stream.code:
+            return stream.code
         chosen = stream.settings  # what the stream study holds, even if it was created by an earlier version
         self.decide("stream arms", f"static {chosen.dropout_rates}, decays {[d.split(':')[0] for d in chosen.decays]}",
                     "from the config" if self.names_stream_arms() else f"derived: {rule}")
@@ -150,8 +151,9 @@ class Workflow:
         log(f"workflow {self.wf.name}: done; {self.out / 'index.html'}")
         return 0
 
-    def stage(self, stage: Stage, handed: dict, handoff: dict | None = None, lock: dict | None = None) -> StageResult | None:
-        """Create (or find) the stage's study, train what is left, export; None when interrupted.
+    def stage(self, stage: Stage, handed: dict, handoff: dict | None = None, lock: dict | None = None) -> StageResult:
+        """Create (or find) the stage's study, train what is left, export (its `code`: 0 done,
+        1 points failed, 130 interrupted).
         A study that exists keeps its stored settings: decisions, once made, stay made."""
         name = f"{self.wf.name}-{stage}"
         resolved = None
@@ -167,17 +169,16 @@ class Workflow:
 
         done = run_stage(StagePlan(self.storage, self.url, name, self.out / stage, self.device,
                                    f"workflow {self.wf.name}: {stage}", resolved, root=self.out,
-                                   threads=self.args.threads, on_open=opened))
+                                   threads=self.args.threads, retry_failed=self.args.retry_failed, on_open=opened))
         entry |= {"complete": done.status.complete, "failed": done.status.failed,
                   "seconds_this_run": round(done.seconds, 1), "trained_seconds": round(sum(done.status.durations), 1)}
-        if done.code == 130:
-            self.record["status"] = "interrupted"
+        if done.code:
+            self.record["status"] = "interrupted" if done.code == 130 else "failed"
             self.save()
-            return None
-        if done.status.failed:
-            self.save()
-            raise UsageError(f"{done.status.failed} point(s) of {name} failed (see `status {self.out}`); "
-                             "fix the cause and rerun the workflow with the same folder to retry them")
+            if done.code == 1:  # drive() said which points failed and why
+                log(f"workflow {self.wf.name}: stopped at {stage}: {done.status.failed} point(s) of {name} failed; "
+                    "fix the cause and rerun the workflow with the same folder and --retry-failed")
+            return done
         self.figures[stage] = index_figures(stage, done.analysis)
         self.save()
         return done

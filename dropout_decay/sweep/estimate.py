@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import torch
 from ..common import UsageError, clock
 from ..design import Settings
 from ..model import ArmKind, GPT
-from ..training import evaluate, gib, make_optimizer, optimizer_step, step_bytes
+from ..training import available_bytes, eval_bytes, evaluate, gib, make_optimizer, optimizer_step, step_bytes
 from . import cpu
 
 DRY_RUN_ACTIVATIONS = 2**30  # bytes: the dry run times a big batch in parts that fit in this
@@ -131,6 +132,62 @@ def micro_batches(s: Settings, vocab_size: int) -> dict[str, int | None]:
     return out
 
 
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What one model of a grid needs, in bytes, from its shapes alone (training/memory.py)."""
+    state: int  # weights, gradients, AdamW's moments and torch's own
+    step: int  # a training step of one part, state included
+    evaluation: int  # the fixed evaluation batches and one forward pass's logits
+    part: int  # sequences per forward and backward
+
+    @property
+    def total(self) -> int:
+        return self.step + self.evaluation
+
+
+def memory_needs(s: Settings, vocab_size: int) -> dict[str, MemoryNeed]:
+    cfg, micro, dropout = s.train, micro_batches(s, vocab_size), _dropout(s)
+    splits = 3 if s.layout().has_test else 2
+    out = {}
+    for spec in s.specs():
+        part = micro[spec.label] or cfg.batch_size
+        out[spec.label] = MemoryNeed(step_bytes(spec, vocab_size, 0, cfg.seq_len, False),
+                                     step_bytes(spec, vocab_size, part, cfg.seq_len, dropout),
+                                     eval_bytes(spec, vocab_size, cfg.batch_size, cfg.seq_len, cfg.eval_batches, splits),
+                                     part)
+    return out
+
+
+def check_fits(s: Settings, vocab_size: int, device: str) -> tuple[dict[str, MemoryNeed], int | None]:
+    """Refuse, before anything is built, a model whose training needs more memory than the
+    machine has available, naming what it needs, what is there and the flag that fixes it.
+    DROPOUT_DECAY_MEMORY_GIB, when set, stands for the memory available (to plan for another machine)."""
+    override = os.environ.get("DROPOUT_DECAY_MEMORY_GIB")
+    available = int(float(override) * 2**30) if override else available_bytes(device)
+    needs = memory_needs(s, vocab_size)
+    for label, need in needs.items():
+        if available is not None and need.total > available:
+            raise UsageError(f"{label} needs about {gib(need.total)} to train ({gib(need.state)} weights, gradients and "
+                             f"AdamW state; {gib(need.step - need.state)} for {need.part} x {s.train.seq_len} tokens at "
+                             f"once; {gib(need.evaluation)} for {s.train.eval_batches} evaluation batches) and "
+                             f"{gib(available)} is available on {device}: {_fix(s, vocab_size, label, need, available)}")
+    return needs, available
+
+
+def _fix(s: Settings, vocab_size: int, label: str, need: MemoryNeed, available: int) -> str:
+    """The flag that makes the step fit: parts of the batch if some part would, else smaller shapes."""
+    spec = next(m for m in s.specs() if m.label == label)
+    room = available - need.evaluation
+    part = largest_part(spec, vocab_size, s, _dropout(s), lambda step: step <= room) if room > need.state else None
+    evals = " or fewer --eval-batches" if need.evaluation > available / 4 else ""
+    if part:
+        return (f"train it in parts with --micro-batch {part} (or --memory-budget {room / 2**30 * 0.9:.1f}){evals}, "
+                "or use a smaller --batch-size")
+    if need.state > available / 2:
+        return "choose a smaller model: its weights and optimizer state alone leave no room"
+    return f"use a smaller --batch-size or --seq-len{evals}, or a smaller model"
+
+
 def peak_memory(s: Settings, vocab_size: int) -> dict[str, int]:
     """Bytes one training step of each model needs (training/memory.py), at the grid's highest
     rate and its micro-batch."""
@@ -139,11 +196,13 @@ def peak_memory(s: Settings, vocab_size: int) -> dict[str, int]:
             for spec in s.specs()}
 
 
-def describe_estimate(s: Settings, per_step: dict[str, float], vocab_size: int) -> str:
+def describe_estimate(s: Settings, per_step: dict[str, float], vocab_size: int, available: int | None = None) -> str:
     memory, micro = peak_memory(s, vocab_size), micro_batches(s, vocab_size)
+    needs = memory_needs(s, vocab_size)
     parts = {label: f" in micro-batches of {m}" if m else "" for label, m in micro.items()}
-    lines = [f"  {label}: {per_step_text(cost)}, training memory about {gib(memory[label])}{parts[label]}"
-             for label, cost in per_step.items()]
+    room = f" of {gib(available)} available" if available else ""
+    lines = [f"  {label}: {per_step_text(cost)}, training memory about {gib(memory[label])}{parts[label]} "
+             f"({gib(needs[label].total)} with its evaluation batches{room})" for label, cost in per_step.items()]
     return "\n".join(lines + [f"  total for one worker: {clock(grid_seconds(s, per_step))}"])
 
 

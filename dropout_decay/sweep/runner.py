@@ -9,6 +9,7 @@ PRUNED with `surplus_to` (grid.surplus_to).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -71,6 +72,39 @@ def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], poll_s
         cpu.unregister()
 
 
+FIXES = (  # what to do about a kind of failure, by how its reason begins
+    ("diverged", "try a lower --lr, then rerun with --retry-failed"),
+    ("error: OutOfMemoryError", "train in parts (--micro-batch, --memory-budget) or choose a smaller model or batch, "
+                                "then rerun with --retry-failed"),
+    ("interrupted", "rerun the same command: it resumes them"),
+    ("worker lost", "rerun the same command: it resumes them"),
+)
+
+
+def failed_points(study: optuna.Study) -> list[FrozenTrial]:
+    """The latest trial of each grid point that failed and that nothing else holds."""
+    return [max(ts, key=lambda t: t.number) for ts in trials_by_point(study).values()
+            if all(t.state == TrialState.FAIL for t in ts)]
+
+
+def failure_lines(study: optuna.Study) -> list[str]:
+    """One line per kind of failure: how many points, the first one and its reason, and the fix.
+    Reasons that differ only in their numbers (a step, a loss) are one kind."""
+    kinds: dict[str, list[FrozenTrial]] = {}
+    for t in sorted(failed_points(study), key=lambda t: t.number):
+        reason = str(t.user_attrs.get("fail_reason", "worker lost"))
+        kinds.setdefault(re.sub(r"-?\d[\d.,]*(e[-+]?\d+)?", "N", reason), []).append(t)
+    lines = []
+    for trials in kinds.values():
+        first = trials[0]
+        reason = str(first.user_attrs.get("fail_reason", "worker lost"))
+        fix = next((f for start, f in FIXES if reason.startswith(start)),
+                   "fix the cause (`status` lists every failed point), then rerun with --retry-failed")
+        lines.append(f"failed: {len(trials)} point(s), first trial {first.number} ({describe_point(first.params)}): "
+                     f"{reason}; {fix}")
+    return lines
+
+
 def find_previous_run(runs_dir: Path, stage: str, fingerprint: str) -> Path | None:
     """The latest run folder of the same experiment, so rerunning a command resumes it."""
     hits = []
@@ -88,14 +122,13 @@ def print_status(study: optuna.Study, say: Callable[[str], None] = print) -> Gri
     shown as stale (with its pid), not running: the next run or worker re-queues it."""
     status = grid_status(study, study.sampler.size)
     config = load_config(study)
-    stale, failed = [], []
+    stale = []
     for trials in trials_by_point(study).values():
         last = max(trials, key=lambda t: t.number)
         done = any(t.state == TrialState.COMPLETE for t in trials)
         if not done and last.state == TrialState.RUNNING and dead_local_pid(last) is not None:
             stale.append(last)
-        if all(t.state == TrialState.FAIL for t in trials):
-            failed.append(last)
+    failed = failed_points(study)
     say(f"study {study.study_name} ({config['stage']}, {config['compliance']['note']})")
     say(f"  grid {status.size}: complete {status.complete}, running {status.running - len(stale)}, stale {len(stale)}, "
         f"failed {status.failed}, queued {status.waiting}, left {status.left}")

@@ -9,6 +9,7 @@ empty or foreign file is refused before SQLAlchemy could write a schema into it.
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,11 +82,75 @@ def study_names_read_only(path: Path) -> list[str]:
         return []
 
 
+LOCK_PROBE_S = 15.0  # a worker holds SQLite's write lock for milliseconds; a holder this long is another program
+
+
+def check_writable(path: Path) -> None:
+    """One line, before anything is built or stored, when a SQLite storage at `path` could not be
+    written: the path is a folder, the file or its folder refuses writes (permissions, an immutable
+    file, a read-only mount), or another program holds the database's lock. Writes nothing: the
+    file is opened for writing and closed, and the lock is asked for and given back."""
+    where = f"storage {path}"
+    if path.is_dir():
+        raise UsageError(f"{where} is a folder, not a database file; name a file such as {path / 'study.db'}")
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise UsageError(f"{where} lies inside {folder}, which is a file; name a file in a folder")
+    try:  # SQLite writes its -wal, -shm and journal files beside the database
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise UsageError(f"{where}: cannot write in its folder {folder} ({e.strerror}); choose another place") from None
+    if not path.exists():
+        return
+    try:
+        open(path, "r+b").close()
+    except OSError as e:
+        raise UsageError(f"{where} cannot be written ({e.strerror}{', an immutable or read-only file' if e.errno in (1, 13, 30) else ''}); "
+                         "its contents are unchanged: make it writable, or name another file") from None
+    _check_unlocked(path, where)
+
+
+def _check_unlocked(path: Path, where: str) -> None:
+    if check_header(path) is not None:
+        return  # not a SQLite file: opening it says so
+    try:
+        con = sqlite3.connect(path, timeout=LOCK_PROBE_S, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise UsageError(f"{where} is locked by another program (still after {LOCK_PROBE_S:g} s); close it, "
+                             "then rerun: nothing was written") from None
+        raise UsageError(f"{where} cannot be written ({e})") from None
+
+
+def check_url(url: str) -> None:
+    """Refuse, before any work, a `--storage` SQLite URL whose file could not be written."""
+    path = sqlite_path(url)
+    if path is not None:
+        check_writable(path)
+
+
+def check_header(path: Path) -> str | None:
+    """Why `path` is not a SQLite file (None when it is one, or empty)."""
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":
+        return "not a SQLite file"
+    return None
+
+
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = False) -> RDBStorage:
-    """`must_exist`: refuse a SQLite path that holds no storage instead of creating one."""
+    """`must_exist`: refuse a SQLite path that holds no storage instead of creating one. A SQLite
+    storage that could not be written is refused in one line first (`check_writable`)."""
     path = sqlite_path(url)
     if path is not None and must_exist:
         check_storage_file(path)
+    if path is not None:
+        check_writable(path)
     shown = _without_password(url)
     if url.startswith(("postgresql://", "postgres://")):  # one driver whatever SQLAlchemy's default: psycopg 3
         url = "postgresql+psycopg://" + url.split("://", 1)[1]

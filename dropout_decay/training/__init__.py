@@ -4,7 +4,7 @@ May import: model, data, common.
 The names below are what the subpackage offers the others, which import them from here."""
 
 from .device import DeviceChoice, select_device
-from .memory import gib, step_bytes
+from .memory import available_bytes, eval_bytes, gib, step_bytes
 from .trainer import (
     Hooks,
     PointRun,
@@ -24,6 +24,8 @@ __all__ = [
     "Segment",
     "TrainConfig",
     "TrainingDiverged",
+    "available_bytes",
+    "eval_bytes",
     "evaluate",
     "gib",
     "make_optimizer",

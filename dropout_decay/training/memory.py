@@ -18,6 +18,9 @@ the process before the model is built.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from ..model import ModelSpec
 
 BYTES = 4  # fp32
@@ -40,6 +43,54 @@ def step_bytes(spec: ModelSpec, vocab_size: int, batch_size: int, seq_len: int, 
         floats += (spec.depth * DROPOUT_PER_TOKEN_WIDTH + 1) * tokens * spec.width + pairs  # + embedding site, one float mask
         extra = spec.depth * KEPT_MASK_BYTES * pairs + DROPOUT_RUNTIME
     return RUNTIME + STATE_PER_PARAM * spec.n_params(vocab_size) + BYTES * floats + extra
+
+
+TOKEN_ID_BYTES = 8  # evaluation batches are int64 token ids, kept on the device for the whole run
+
+
+def eval_bytes(spec: ModelSpec, vocab_size: int, batch_size: int, seq_len: int, eval_batches: int, splits: int) -> int:
+    """Bytes the evaluations add: the fixed batches of each split (training pool, validation,
+    test) kept for the run, and one forward pass's logits (no gradients, one layer at a time)."""
+    held = splits * eval_batches * batch_size * (seq_len + 1) * TOKEN_ID_BYTES
+    return held + BYTES * PER_LOGIT * batch_size * seq_len * vocab_size
+
+
+def available_bytes(device: str = "cpu") -> int | None:
+    """Memory a run here may take: on CUDA the device's free memory; on Apple silicon what Metal
+    recommends for one process; elsewhere the memory the kernel reports available (and below a
+    cgroup's limit, where one is set). None where nothing says."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    if device == "mps":
+        import torch
+
+        recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
+        if recommended is not None:
+            return int(recommended())
+    return _host_available()
+
+
+def _host_available() -> int | None:
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        try:  # macOS and other Unixes: the physical memory
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            found.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def gib(n_bytes: float) -> str:

@@ -1,16 +1,61 @@
-"""The probe stage on studies/probe_smoke.toml, and a calibrated stream that follows its law."""
+"""The probe (analysis/probe.py): optima and law on loss tables whose answer is known, and the
+probe stage on studies/probe_smoke.toml with a calibrated stream that follows its law."""
 
 import json
+import math
 import shutil
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
+from dropout_decay.analysis.probe import analyse_probe, refine
 from dropout_decay.cli import main as cli
 from dropout_decay.model.law import predict
 from dropout_decay.sweep.storage import open_storage, sqlite_url
+from tests.conftest import TEST_VOCAB, TRAIN
 
-from conftest import TEST_VOCAB, TRAIN
+
+def probe_table(vertices, caps=(1000, 2000, 4000), seeds=3, parameters=1000):
+    """Val loss = 4 + 8 (p - p*)^2 + seed offset: parabolas whose vertex p* is known per cap."""
+    rates = [0.0, 0.05, 0.1, 0.2, 0.3, 0.45]
+    rows = [{"model": "m", "cap": cap, "seed": s, "dropout": p, "val_loss": 4 + 8 * (p - v) ** 2 + 0.001 * s,
+             "gap": 1.0 - p} for cap, v in zip(caps, vertices) for s in range(seeds) for p in rates]
+    config = {"models": [{"label": "m", "parameters": parameters}], "data": {"manifest": {}}, "settings": {"passes": 4}}
+    return pd.DataFrame(rows), config
+
+
+def test_probe_optima_and_law_on_a_table_with_known_vertices():
+    vertices = [0.25, 0.17, 0.09]  # falling by 0.08 per doubling of the cap
+    frame, config = probe_table(vertices)
+    probe = analyse_probe(frame, config)
+    for cap, v in zip(probe["caps"], vertices):
+        assert cap["p_star"] == pytest.approx(v, abs=1e-6) and cap["scale"] == "p" and cap["interior"]
+        assert cap["p_star_low"] == pytest.approx(v, abs=1e-6) == cap["p_star_high"]  # seeds differ by a constant
+        assert cap["tokens_per_param"] == cap["cap"] / 1000
+    law = probe["law"]
+    assert law["form"] == "log-linear" and law["falls_with_data"]
+    assert law["params"]["b"] == pytest.approx(0.08 / math.log(2), rel=1e-4)
+    assert law["params"]["a"] - law["params"]["b"] * math.log(1.0) == pytest.approx(0.25, abs=1e-4)
+    assert law["candidates"][0]["residuals"] == pytest.approx([0, 0, 0], abs=1e-5)
+
+
+def test_a_probe_without_an_interior_optimum_gives_no_law_and_says_why():
+    frame, config = probe_table([0.0, -0.1, -0.2])  # every curve rises from p = 0
+    probe = analyse_probe(frame, config)
+    assert all(c["best_p"] == 0.0 and c["edge"] for c in probe["caps"])
+    assert probe["law"]["form"] is None and "no cap has an interior optimum" in probe["law"]["reason"]
+    frame, config = probe_table([0.5, 0.6, 0.1])  # two caps above the sweep: one usable point is too few
+    law = analyse_probe(frame, config)["law"]
+    assert law["form"] is None and "needs at least 3" in law["reason"] and len(law["excluded"]) == 2
+
+
+def test_refine_prefers_the_square_root_scale_when_it_fits_better():
+    rates = np.array([0.0, 0.02, 0.05, 0.1, 0.2, 0.3])
+    means = 4 + 3 * (np.sqrt(rates) - np.sqrt(0.05)) ** 2
+    r = refine(rates, means)
+    assert r["scale"] == "sqrt_p" and r["p_star"] == pytest.approx(0.05, abs=1e-9)
 
 
 def test_probe_smoke_finds_per_cap_optima_and_a_calibrated_stream_replays_without_it(cache_dir, tmp_path, capsys):

@@ -1,8 +1,8 @@
-"""Stage studies end to end: real Optuna studies on real SQLite files, tiny models on CPU."""
+"""The stage commands (cli/stages.py) end to end: real Optuna studies on real SQLite files, tiny
+models on CPU; the seed's commands verbatim, kills, Ctrl-C, NaN points, dry runs, order seeds."""
 
 import importlib.util
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +15,68 @@ from optuna.trial import TrialState
 
 from dropout_decay.cli import main as cli
 from dropout_decay.model.gpt import GPT
-from dropout_decay.analysis.selection import select_curve
+from tests.conftest import (
+    TEST_VOCAB,
+    TRAIN,
+    default_ctrl_c,
+    kill_when,
+    load,
+    mid_grid,
+    patience,
+    points,
+    tiny,
+)
 
-from conftest import TEST_VOCAB, TRAIN, default_ctrl_c, kill_when, load, mid_grid, points, tiny
+CAPS = [3000, 6000, 12000]
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def stream_file(tmp_path, cache_dir, claims=True) -> str:
+    lines = ['stage = "stream"', 'device = "cpu"', "use_cached_data = true", f'cache_dir = "{cache_dir}"',
+             f"vocab_size = {TEST_VOCAB}", 'models = ["winner=1x2x32"]', "seeds = [1, 2]", "order_seeds = [0, 1]",
+             "dropout_rates = [0.0, 0.1]", 'decays = ["cos:0.3:0.1:cosine", "early:0.1:0:linear:0.25"]',
+             f"stream_token_caps = {CAPS}", "stage_steps = 10", "fixed_pool_controls = true", "matched_statics = true",
+             "batch_size = 4", "seq_len = 32", "eval_batches = 2", "eval_every = 5", "log_every = 5"]
+    if claims:
+        lines += ["[claims]", 'primary = ["cos beats every static at last", "cos helps more as data grows at last", '
+                  '"early beats static:0 at 6000"]']
+    path = tmp_path / "evidence.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def evidence_stream(cache_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evidence")
+    out = tmp / "run"
+    assert cli.main(["run", stream_file(tmp, cache_dir), "--output-dir", str(out)]) == 0
+    return out
+
+
+def metrics(out) -> pd.DataFrame:
+    return pd.DataFrame([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_experiments():
+    spec = importlib.util.spec_from_file_location("run_experiments", ROOT / "scripts" / "run_experiments.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+SEED_FLAGS = ["--use-cached-data", "--cache-dir", ".cache/dropout_decay"]
+
+
+RATES = ["--dropout-rates", "0.0", "0.02", "0.05", "0.08", "0.10", "0.14", "0.20", "0.30", "0.50"]
+
+
+def test_order_seeds_are_replicates_whose_losses_differ(evidence_stream):
+    m = metrics(evidence_stream)
+    assert set(m["order_seed"]) == {0, 1} and m["test_loss"].notna().all() and m["val_loss"].notna().all()
+    a = m[(m["arm"] == "static:0") & (m["segment"] == 0)].set_index(["seed", "order_seed"])["train_loss"]
+    assert a[(1, 0)] != a[(1, 1)] and a[(2, 0)] != a[(2, 1)]
 
 
 def test_screen_runs_every_point_once_and_rerun_trains_nothing(cache_dir, tmp_path, capsys):
@@ -80,12 +137,12 @@ def test_ctrl_c_marks_the_point_interrupted_exits_130_and_resumes(cache_dir, tmp
     args = tiny(cache_dir, out, "--steps", "300")
     proc = subprocess.Popen([sys.executable, "-m", "dropout_decay.study", "screen", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
-    deadline = time.time() + 300
+    deadline = time.time() + patience(300)
     while not mid_grid(out / "study.db"):
         assert proc.poll() is None and time.time() < deadline, "the worker never got mid-grid"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=patience(120))
     assert proc.returncode == 130 and "Traceback" not in err and "rerun the same command to resume" in err
     study = load(out)
     [failed] = study.get_trials(states=(TrialState.FAIL,))
@@ -138,69 +195,6 @@ def test_the_same_command_without_output_dir_resumes_the_previous_folder(cache_d
     assert len(list((tmp_path / "runs").iterdir())) == 2 and (first / "study.db").stat().st_mtime_ns >= stamp
 
 
-def test_export_from_a_copied_storage_is_byte_identical(cache_dir, tmp_path):
-    out = tmp_path / "run"
-    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    shutil.copy(out / "study.db", copy / "study.db")
-    assert cli.main(["export", str(copy)]) == 0
-    names = sorted(json.loads((out / "export.json").read_text())["files"])
-    assert names == ["config.json", "metrics.jsonl", "model_selection.csv", "model_selection.json",
-                     "report.html", "summary.csv", "summary.json", "trace.jsonl"]
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("study.db")) == sorted(
-        [*names, "export.json", "plotly.min.js", "artifacts"])
-    for name in [*names, "export.json"]:
-        assert (copy / name).read_bytes() == (out / name).read_bytes(), name
-
-
-def curve(means, stds, seeds=3):
-    rows = []
-    offsets = [-1.0, 0.0, 1.0][:seeds]
-    for p, m, s in zip([0.0, 0.1, 0.2, 0.3, 0.5], means, stds):
-        rows += [{"dropout": p, "seed": i, "val_loss": m + o * s} for i, o in enumerate(offsets)]
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize(
-    "means, verdict, candidate",
-    [
-        ([4.0, 3.9, 3.8, 3.9, 4.1], "interior nonzero optimum at p=0.2", True),
-        ([3.8, 3.9, 4.0, 4.1, 4.2], "optimum at p=0", False),
-        ([4.2, 4.1, 4.0, 3.9, 3.8], "optimum at the largest rate", False),
-        ([4.000, 3.995, 3.990, 3.995, 4.000], "within seed noise", False),
-    ],
-)
-def test_model_selection_verdicts(means, verdict, candidate):
-    sel = select_curve(curve(means, [0.02] * 5), delta=0.01)
-    assert sel["verdict"].startswith(verdict) or verdict in sel["verdict"]
-    assert sel["candidate"] is candidate
-    assert sel["best_val_loss"] == pytest.approx(min(means))
-    assert sel["seed_std"] == pytest.approx(0.02)
-
-
-def test_model_selection_numbers_on_an_interior_curve():
-    sel = select_curve(curve([4.0, 3.9, 3.8, 3.805, 4.1], [0.01] * 5), delta=0.01)
-    assert sel["best_p"] == 0.2 and sel["interior"] and sel["nonzero"]
-    assert sel["plateau"] == [0.2, 0.3] and (sel["plateau_low"], sel["plateau_high"]) == (0.2, 0.3)
-    assert sel["dip_depth"] == pytest.approx(0.2) and sel["dip_over_std"] == pytest.approx(20.0)
-    q = sel["quadratic_fit"]
-    assert q["points"] == [0.1, 0.2, 0.3] and q["a"] > 0 and 0.2 < q["vertex_p"] < 0.3
-    one_seed = select_curve(curve([4.0, 3.9, 3.8, 3.9, 4.1], [0.0] * 5, seeds=1), delta=0.01)
-    assert one_seed["seed_std"] is None and one_seed["deeper_than_noise"] is None and one_seed["candidate"]
-
-
-def run_experiments():
-    spec = importlib.util.spec_from_file_location("run_experiments", ROOT / "scripts" / "run_experiments.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
-SEED_FLAGS = ["--use-cached-data", "--cache-dir", ".cache/dropout_decay"]
-RATES = ["--dropout-rates", "0.0", "0.02", "0.05", "0.08", "0.10", "0.14", "0.20", "0.30", "0.50"]
-
-
 def test_seed_commands_run_verbatim_with_cpu_and_tiny_sizes(cache_dir, tmp_path):
     main = run_experiments()
     small = ["--device", "cpu", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB), *TRAIN]
@@ -230,23 +224,6 @@ def test_seed_commands_run_verbatim_with_cpu_and_tiny_sizes(cache_dir, tmp_path)
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["lock"] == {"source": "given by hand", "model": "winner=1x2x32"}
     assert config["command"].startswith("scripts/run_experiments.py --mode locked_stream")
-
-
-def test_stream_locks_from_a_confirm_run(cache_dir, tmp_path):
-    confirm = tmp_path / "c"
-    (confirm).mkdir()
-    (confirm / "config.json").write_text(json.dumps({"stage": "confirm"}))
-    (confirm / "model_selection.json").write_text(json.dumps([
-        {"model": "winner", "model_shape": "1x2x32", "candidate": True, "best_val_loss": 3.0, "best_p": 0.1,
-         "plateau": [0.1], "verdict": "interior"}]))
-    out = tmp_path / "t"
-    assert cli.main(["stream", "--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir),
-                     "--vocab-size", str(TEST_VOCAB), "--models", "2x2x32", "--lock-from", str(confirm),
-                     "--seeds", "1", "--dropout-rates", "0", "--decays", "d:0.2:0.1:step",
-                     "--stream-token-caps", "2000", "4000", "--stage-steps", "3", "--output-dir", str(out), *TRAIN]) == 0
-    config = json.loads((out / "config.json").read_text())
-    assert config["lock"]["source"] == "confirm run" and config["lock"]["model"] == "winner=1x2x32"
-    assert config["models"][0]["shape"] == "1x2x32"
 
 
 def test_study_file_runs_by_name_with_overrides(cache_dir, tmp_path):

@@ -1,5 +1,5 @@
-"""Ctrl-C at any moment, sent as a real SIGINT to a real process: exit 130, one accurate line,
-no traceback, a consistent storage, and a next run that finishes the grid."""
+"""Ctrl-C at any moment (common/interrupts.py), sent as a real SIGINT to a real process: exit 130,
+one accurate line, no traceback, a consistent storage, and a next run that finishes the grid."""
 
 import json
 import os
@@ -14,13 +14,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dropout_decay.common import interrupts
 from dropout_decay.cli import main as cli
+from dropout_decay.common import interrupts
 from dropout_decay.sweep.storage import open_storage, sqlite_url
+from tests.conftest import default_ctrl_c, load, mid_grid, patience, points, tiny
 
-from conftest import default_ctrl_c, load, mid_grid, points, tiny
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def spawn(args: list[str], pause_at: str = "") -> subprocess.Popen:
@@ -29,34 +28,13 @@ def spawn(args: list[str], pause_at: str = "") -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
 
 
-def wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> list[str]:
-    lines, deadline = [], time.time() + timeout
-    for line in proc.stderr:
-        lines.append(line)
-        if line.startswith(prefix):
-            return lines
-        assert time.time() < deadline, f"never saw {prefix!r}"
-    raise AssertionError(f"the process ended before {prefix!r}: {''.join(lines)[-2000:]}")
-
-
 def interrupted(proc: subprocess.Popen, seen: list[str] = ()) -> str:
     """Wait for the process after its SIGINT: exit 130, no traceback; returns its last line."""
-    _, rest = proc.communicate(timeout=120)
+    _, rest = proc.communicate(timeout=patience(120))
     err = "".join(seen) + rest
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err, err[-3000:]
     return err.strip().splitlines()[-1]
-
-
-@pytest.mark.parametrize("delay", [0.4, 1.2])
-def test_ctrl_c_while_importing_is_one_line_and_writes_nothing(cache_dir, tmp_path, delay):
-    out = tmp_path / "run"
-    proc = spawn(["screen", *tiny(cache_dir, out)])
-    time.sleep(delay)  # torch, optuna and pandas are still being imported
-    proc.send_signal(signal.SIGINT)
-    assert interrupted(proc) in ("interrupted while starting: nothing was written",
-                                 "interrupted before training began: rerun the same command to start")
-    assert not out.exists() or not any(out.iterdir()) or (out / "study.db").exists()
 
 
 CTRL_C_INSIDE_EXEC = """
@@ -68,6 +46,27 @@ class Finder:  # when dropout_decay.design.settings is first imported, a Ctrl-C 
             exec("os.kill(os.getpid(), signal.SIGINT)\\nimport time\\ntime.sleep(10)", {"os": os, "signal": signal})
 sys.meta_path.insert(0, Finder())
 """
+
+
+def wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> list[str]:
+    lines, deadline = [], time.time() + patience(timeout)
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+        assert time.time() < deadline, f"never saw {prefix!r}"
+    raise AssertionError(f"the process ended before {prefix!r}: {''.join(lines)[-2000:]}")
+
+
+@pytest.mark.parametrize("delay", [0.4, 1.2])
+def test_ctrl_c_while_importing_is_one_line_and_writes_nothing(cache_dir, tmp_path, delay):
+    out = tmp_path / "run"
+    proc = spawn(["screen", *tiny(cache_dir, out)])
+    time.sleep(delay)  # torch, optuna and pandas are still being imported
+    proc.send_signal(signal.SIGINT)
+    assert interrupted(proc) in ("interrupted while starting: nothing was written",
+                                 "interrupted before training began: rerun the same command to start")
+    assert not out.exists() or not any(out.iterdir()) or (out / "study.db").exists()
 
 
 def test_a_ctrl_c_inside_exec_while_starting_still_exits_130(cache_dir, tmp_path):
@@ -110,7 +109,7 @@ def test_a_second_ctrl_c_during_cleanup_keeps_the_failure_reason(cache_dir, tmp_
     out = tmp_path / "run"
     args = tiny(cache_dir, out, "--steps", "300")
     proc = spawn(["screen", *args])
-    deadline = time.time() + 300
+    deadline = time.time() + patience(300)
     while not mid_grid(out / "study.db"):
         assert proc.poll() is None and time.time() < deadline, "the run never got mid-grid"
         time.sleep(0.1)

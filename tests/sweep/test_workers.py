@@ -1,4 +1,5 @@
-"""Several workers on one grid: real processes, real PostgreSQL and SQLite storages, real kills."""
+"""Several workers on one grid (sweep/workers.py and the work loop): real processes, real
+PostgreSQL and SQLite storages, real kills."""
 
 import json
 import multiprocessing
@@ -17,24 +18,24 @@ from optuna.trial import TrialState
 
 from dropout_decay.cli import main as cli
 from dropout_decay.data.cache import load_cache
-from dropout_decay.training.device import select_device
+from dropout_decay.design.settings import Settings, check
+from dropout_decay.sweep import cpu, recovery
+from dropout_decay.sweep import runner as runner_module
 from dropout_decay.sweep.objective import PointRunner
 from dropout_decay.sweep.provenance import build_config
-from dropout_decay.sweep import cpu
-from dropout_decay.sweep import recovery
-from dropout_decay.sweep import workers
-from dropout_decay.sweep import runner as runner_module
 from dropout_decay.sweep.recovery import requeue
 from dropout_decay.sweep.runner import work
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
-from dropout_decay.design.settings import Settings, check
+from dropout_decay.training.device import select_device
 from dropout_decay.training.trainer import TrainConfig
+from tests.conftest import TEST_VOCAB, TRAIN, patience, points
 
-from conftest import TEST_VOCAB
-from conftest import TRAIN, points
+ROOT = Path(__file__).resolve().parents[2]
 
-ROOT = Path(__file__).resolve().parents[1]
+
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # one thread each: several workers share 2 cores, results stay bitwise equal
+
+
 COMPARED = ("summary.csv", "summary.json", "model_selection.csv", "model_selection.json")
 
 
@@ -51,7 +52,7 @@ def spawn(*args) -> subprocess.Popen:
 
 
 def wait_for(condition, what: str, procs=(), timeout=300):
-    deadline = time.time() + timeout
+    deadline = time.time() + patience(timeout)
     while not condition():
         assert time.time() < deadline, f"timed out waiting for {what}"
         for p in procs:
@@ -69,7 +70,7 @@ def exists(url: str, name: str = "grid") -> bool:
 
 def finish(procs) -> None:
     for p in procs:
-        _, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=patience(300))
         assert p.returncode == 0 and "Traceback" not in err, err[-2000:]
 
 
@@ -92,6 +93,34 @@ def comparable(folder: Path) -> dict:
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     out["metrics.jsonl"] = [{k: v for k, v in r.items() if k != "trial"} for r in rows]
     return out
+
+
+def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
+    """A 3-point screen study and its objective, built the way `screen` builds them."""
+    s = Settings(stage="screen", models=["1x2x32"], seeds=[1], dropout_rates=[0.0, 0.1, 0.3], token_limits=[5000],
+                 steps=20, train=TrainConfig(batch_size=4, seq_len=32, eval_batches=2, eval_every=0), device="cpu",
+                 cache_dir=str(cache_dir), vocab_size=TEST_VOCAB)
+    cache = load_cache(cache_dir, TEST_VOCAB)
+    config = build_config(check(s), cache, select_device("cpu"), "test", None)
+    study = open_study(open_storage(sqlite_url(tmp_path), heartbeat_s=heartbeat_s), "grid", config)
+    return study, PointRunner(s, cache, "cpu")
+
+
+ASK_AND_DIE = """
+import os, sys
+from dropout_decay.sweep.storage import open_storage, open_study
+study = open_study(open_storage(sys.argv[1]), "grid")
+study.ask()  # Optuna creates the trial and the sampler gives it a grid point; the objective never starts
+os._exit(0)
+"""
+
+
+def _open(url: str) -> str:
+    try:
+        open_storage(url)
+        return "ok"
+    except Exception as e:  # the test reports what went wrong
+        return repr(e)
 
 
 def test_three_workers_on_postgres_match_a_single_sqlite_run(cache_dir, tmp_path, postgres_url):
@@ -141,17 +170,6 @@ def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir
     assert len(trained) == 10  # nine points plus the one retry: no duplicate tail
 
 
-def in_process_study(cache_dir, tmp_path, heartbeat_s=60):
-    """A 3-point screen study and its objective, built the way `screen` builds them."""
-    s = Settings(stage="screen", models=["1x2x32"], seeds=[1], dropout_rates=[0.0, 0.1, 0.3], token_limits=[5000],
-                 steps=20, train=TrainConfig(batch_size=4, seq_len=32, eval_batches=2, eval_every=0), device="cpu",
-                 cache_dir=str(cache_dir), vocab_size=TEST_VOCAB)
-    cache = load_cache(cache_dir, TEST_VOCAB)
-    config = build_config(check(s), cache, select_device("cpu"), "test", None)
-    study = open_study(open_storage(sqlite_url(tmp_path), heartbeat_s=heartbeat_s), "grid", config)
-    return study, PointRunner(s, cache, "cpu")
-
-
 def test_a_worker_that_only_waits_for_the_last_point_leaves_its_cores_to_the_one_training_it(cache_dir, tmp_path, monkeypatch):
     """At a grid's end one worker trains the last point while the other waits. The waiting one
     must not count as live, or the last point trains on cores // 2 threads with half the cores idle."""
@@ -199,15 +217,6 @@ def test_a_point_whose_heartbeat_went_stale_on_another_machine_is_retried(cache_
     assert retry.user_attrs["retry_reason"] == "worker lost (heartbeat stale)" and retry.state == TrialState.COMPLETE
 
 
-ASK_AND_DIE = """
-import os, sys
-from dropout_decay.sweep.storage import open_storage, open_study
-study = open_study(open_storage(sys.argv[1]), "grid")
-study.ask()  # Optuna creates the trial and the sampler gives it a grid point; the objective never starts
-os._exit(0)
-"""
-
-
 def test_a_worker_killed_as_its_trial_is_created_leaves_a_point_the_next_run_retries(cache_dir, tmp_path):
     """Killed between study.ask() and the objective: before the trial was tagged with its worker
     at birth, such a trial stayed RUNNING for ever, and its point with it."""
@@ -253,14 +262,6 @@ def test_two_workers_drawing_one_point_train_it_once(cache_dir, tmp_path):
     assert second.state == TrialState.PRUNED and second.user_attrs["surplus_to"] == first.number
     assert second.params == {} and "trace" not in second.user_attrs
     assert_each_point_complete_once(study, size=3)
-
-
-def _open(url: str) -> str:
-    try:
-        open_storage(url)
-        return "ok"
-    except Exception as e:  # the test reports what went wrong
-        return repr(e)
 
 
 def test_workers_started_together_on_a_new_storage_all_open_it(tmp_path):

@@ -1,20 +1,42 @@
-"""The GPT against a separately written reference forward pass, and each part's defining property:
-rotary is a rotation that makes q·k depend on the offset only, QK norm gives unit RMS, and every
-dropout site is active in training, off in eval, at its rate."""
+"""The GPT (model/gpt.py): shapes, init, causality, parameter count, model specs, dropout in train
+mode only; against a separately written reference forward pass, and each part's defining
+property (rotary, QK norm, every dropout site at its rate, DropKey's one-byte mask)."""
 
-import hashlib
 import math
 
 import pytest
 import torch
 
-from dropout_decay.model.masks import drop, drop_threshold, keep_keys, keep_mask
-from dropout_decay.model.gpt import GPT, attend_dropping_keys, norm, parse_model_spec, rotate
+from dropout_decay.common.errors import UsageError
+from dropout_decay.model.gpt import (
+    GPT,
+    attend_dropping_keys,
+    norm,
+    parse_model_spec,
+    rotate,
+)
+from dropout_decay.model.masks import keep_keys
+
+SPEC = parse_model_spec("2x2x32")
+
+
+def tiny(seed=0, seq_len=16, vocab=64):
+    torch.manual_seed(seed)
+    return GPT(SPEC, vocab, seq_len)
+
+
+def randomised(seed=0):
+    model = tiny(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model
+
 
 V, T = 50, 12
 
 
-def randomised(spec="2x2x16", seed=0) -> GPT:
+def random_weights(spec="2x2x16", seed=0) -> GPT:
     torch.manual_seed(seed)
     model = GPT(parse_model_spec(spec), V, T)
     with torch.no_grad():
@@ -66,8 +88,139 @@ def reference_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def block_delta(model: GPT, p: float, train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(block input, block output, attention-or-MLP output) of block 0, via hooks."""
+    seen = {}
+    block = model.blocks[0]
+    hooks = [block.register_forward_pre_hook(lambda m, args: seen.__setitem__("x0", args[0].detach())),
+             block.register_forward_hook(lambda m, args, out: seen.__setitem__("x2", out.detach())),
+             block.attn.register_forward_hook(lambda m, args, out: seen.__setitem__("attn", out.detach())),
+             block.mlp.register_forward_hook(lambda m, args, out: seen.__setitem__("mlp", out.detach()))]
+    model.train(train)
+    model.set_dropout(p)
+    with torch.no_grad():
+        model(torch.randint(0, V, (8, T)))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_shapes_and_softcap():
+    model = tiny()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 50.0)  # huge logits must still be capped at 15
+        logits = model(torch.randint(0, 64, (3, 16)))
+    assert logits.shape == (3, 16, 64) and logits.dtype == torch.float32
+    assert logits.abs().max() <= 15.0 and logits.abs().max() > 14.0
+
+
+def test_fresh_model_predicts_uniform_because_its_head_starts_at_zero():
+    model = tiny()
+    x = torch.randint(0, 64, (2, 17))
+    assert model.lm_head.weight.abs().sum() == 0
+    assert model(x[:, :-1], x[:, 1:]).item() == pytest.approx(math.log(64), abs=1e-5)
+
+
+def test_causal_future_tokens_do_not_change_past_logits():
+    model = tiny()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)  # zero-initialised projections would hide any leak
+        x = torch.randint(0, 64, (1, 16))
+        y = x.clone()
+        y[0, 10:] = (y[0, 10:] + 7) % 64
+        a, b = model(x), model(y)
+    assert torch.equal(a[0, :10], b[0, :10])
+    assert not torch.allclose(a[0, 10:], b[0, 10:])
+
+
+def test_parameter_count_formula():
+    spec = parse_model_spec("3x4x48")
+    assert sum(p.numel() for p in GPT(spec, 100, 8).parameters()) == spec.n_params(100)
+
+
+def test_no_biases_untied_head_and_zero_output_projections():
+    model = tiny()
+    assert all("bias" not in n for n, _ in model.named_parameters())
+    assert model.lm_head.weight.data_ptr() != model.wte.weight.data_ptr()
+    assert all(b.attn.c_proj.weight.abs().sum() == 0 and b.mlp.c_proj.weight.abs().sum() == 0 for b in model.blocks)
+
+
+def test_dropout_active_in_train_mode_and_absent_in_eval():
+    model = randomised()
+    x = torch.randint(0, 64, (2, 16))
+    model.set_dropout(0.3)
+    model.train()
+    assert not torch.allclose(model(x), model(x))  # masks differ between calls
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_p_zero_is_exactly_the_dropout_free_model():
+    x = torch.randint(0, 64, (2, 16))
+    a, b = randomised(), randomised()
+    a.train()
+    b.eval()
+    a.set_dropout(0.0)
+    torch.manual_seed(123)
+    out_train = a(x)
+    assert torch.equal(out_train, b(x))
+    # and it consumes no random numbers
+    torch.manual_seed(5)
+    a(x)
+    assert torch.equal(torch.rand(3), (torch.manual_seed(5), torch.rand(3))[1])
+
+
+def test_rate_change_between_steps_takes_effect():
+    model = randomised()
+    model.train()
+    x = torch.randint(0, 64, (4, 16))
+    ref = model.eval()(x)
+    model.train()
+    model.set_dropout(0.5)
+    far = (model(x) - ref).abs().mean()
+    model.set_dropout(0.05)
+    near = (model(x) - ref).abs().mean()
+    assert far > 2 * near > 0
+
+
+@pytest.mark.parametrize("text", ["12x8x384", "winner=12x8x384"])
+def test_model_spec_parses(text):
+    spec = parse_model_spec(text)
+    assert (spec.depth, spec.heads, spec.width) == (12, 8, 384)
+    assert spec.label == ("winner" if "=" in text else "12x8x384")
+    assert str(spec) == text and parse_model_spec(str(spec)) == spec  # written into configs, read back
+
+
+def test_flops_per_token_matches_the_matmuls_torch_counts():
+    """6 per weight per token is what the matmuls of a training step cost; the attention term is
+    what a plain (unfused, full T x T) attention of the same shape costs forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    B, T, spec = 3, 32, parse_model_spec("2x4x64")
+    model = GPT(spec, 512, T)
+    idx = torch.randint(0, 512, (B, T))
+    with FlopCounterMode(display=False) as weights:  # SDPA on a CPU is not counted: only the Linears
+        model(idx, idx).backward()
+    q, k, v = (torch.randn(B, spec.heads, T, spec.width // spec.heads, requires_grad=True) for _ in range(3))
+    with FlopCounterMode(display=False) as attention:
+        ((q @ k.transpose(-2, -1)).softmax(-1) @ v).sum().backward()
+    counted = weights.get_total_flops() + spec.depth * attention.get_total_flops()
+    assert model.flops_per_token() * B * T == counted
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("12x8", "expected DEPTHxHEADSxWIDTH"), ("0x8x384", "positive"), ("12x7x384", "not divisible"),
+     ("2x4x36", "must be even"), ("big", "expected"), ("=12x8x384", "expected"), ("12x8x384x1", "expected")],
+)
+def test_bad_model_specs(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_model_spec(text)
+
+
 def test_logits_match_a_separately_written_reference_forward_pass():
-    model = randomised().eval()
+    model = random_weights().eval()
     idx = torch.randint(0, V, (2, T))
     with torch.no_grad():
         ours, ref = model(idx), reference_logits(model, idx)
@@ -98,7 +251,7 @@ def test_rotary_is_a_rotation_whose_dot_products_depend_on_the_offset_only():
 
 
 def test_qk_norm_gives_each_head_vector_unit_rms():
-    model = randomised("1x2x16").eval()
+    model = random_weights("1x2x16").eval()
     captured = {}
     sdpa = torch.nn.functional.scaled_dot_product_attention
 
@@ -117,26 +270,9 @@ def test_qk_norm_gives_each_head_vector_unit_rms():
     assert not torch.allclose(captured["v"].pow(2).mean(-1).sqrt(), torch.ones(1), atol=1e-2)  # values are not normed
 
 
-def block_delta(model: GPT, p: float, train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(block input, block output, attention-or-MLP output) of block 0, via hooks."""
-    seen = {}
-    block = model.blocks[0]
-    hooks = [block.register_forward_pre_hook(lambda m, args: seen.__setitem__("x0", args[0].detach())),
-             block.register_forward_hook(lambda m, args, out: seen.__setitem__("x2", out.detach())),
-             block.attn.register_forward_hook(lambda m, args, out: seen.__setitem__("attn", out.detach())),
-             block.mlp.register_forward_hook(lambda m, args, out: seen.__setitem__("mlp", out.detach()))]
-    model.train(train)
-    model.set_dropout(p)
-    with torch.no_grad():
-        model(torch.randint(0, V, (8, T)))
-    for h in hooks:
-        h.remove()
-    return seen
-
-
 @pytest.mark.parametrize("site", ["attention output", "MLP output"])
 def test_each_residual_dropout_site_zeroes_at_its_rate_and_rescales(site):
-    model = randomised("1x2x16")
+    model = random_weights("1x2x16")
     with torch.no_grad():  # silence the other site, so the block adds exactly this one
         (model.blocks[0].mlp.c_proj if site == "attention output" else model.blocks[0].attn.c_proj).weight.zero_()
     key = "attn" if site == "attention output" else "mlp"
@@ -152,7 +288,7 @@ def test_each_residual_dropout_site_zeroes_at_its_rate_and_rescales(site):
 
 
 def test_embedding_dropout_is_active_in_training_only():
-    model = randomised("1x2x16")
+    model = random_weights("1x2x16")
     p = 0.4
     idx = torch.randint(0, V, (8, T))
     clean = norm(model.wte(idx)).detach()
@@ -172,7 +308,7 @@ def test_embedding_dropout_is_active_in_training_only():
 
 
 def test_attention_dropout_masks_keys_before_the_softmax_in_training_only():
-    model = randomised("1x2x16")
+    model = random_weights("1x2x16")
     attn = model.blocks[0].attn
     x = torch.randn(4, T, 16)
     cos, sin = model.cos[:, :T], model.sin[:, :T]
@@ -232,86 +368,3 @@ def test_dropkey_attention_keeps_a_one_byte_mask_for_backward_with_the_plain_cal
     qkv_bytes, pairs = 3 * B * H * T * D * 4, B * H * T * T
     assert kept_bytes == qkv_bytes + pairs  # q, k, v and the boolean mask: nothing T x T in floats
     assert plain_bytes >= qkv_bytes + 4 * pairs
-
-
-def test_form_2_attention_masks_are_independent_across_the_blocks_that_share_a_draw():
-    """Form 2 takes the top-left and the bottom-right block from one draw's two triangles: a
-    kept pair there must say nothing about its mirror (a shared bit would correlate them)."""
-    torch.manual_seed(1)
-    n, h = 16, 8
-    keep = keep_keys(2000, 4, n, 0.5, torch.device("cpu"), 2).float().flatten(0, 1)
-    for i, j in [(3, 1), (7, 0), (5, 4)]:  # (i, j) below the diagonal of the top-left block
-        a, b = keep[:, i, j], keep[:, h + i, h + j]  # the top-left pair drawn from X[i, j], its mirror from X[j, i]
-        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 0.05
-
-
-@pytest.mark.parametrize("form", [1, 2])
-@pytest.mark.parametrize("p", [0.02, 0.1, 0.5, 0.9])
-def test_keep_masks_drop_at_the_rate_asked(p, form):
-    torch.manual_seed(1)
-    n = 400_000
-    dropped = 1 - keep_mask((n,), p, torch.device("cpu"), form).float().mean().item()
-    assert dropped == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / n))
-    assert (drop_threshold(p) + 32769) / 65536 == pytest.approx(p, abs=1 / 65536)  # P(draw <= threshold)
-
-
-@pytest.mark.parametrize("form", [1, 2])
-def test_a_rate_too_small_for_16_bits_drops_one_draw_in_65536_instead_of_failing(form):
-    """A decay towards 0 passes rates below 2^-17 in its last steps; their threshold must still
-    fit int16 (it once failed the point with an overflow)."""
-    cpu = torch.device("cpu")
-    assert drop_threshold(1e-7) == -32768 and drop_threshold(1 / 65536) == -32768
-    torch.manual_seed(0)
-    keep = keep_keys(2, 2, 8, 1e-7, cpu, form)
-    assert torch.equal(keep, torch.ones(8, 8, dtype=torch.bool).tril().expand(2, 2, 8, 8))  # at 2^-16 none of these dropped
-    x = torch.ones(1000)
-    assert torch.equal(drop(x, 1e-7, True, form), x * (1 / (1 - 1e-7)))
-
-
-def test_form_1_draws_the_masks_of_0_2_bit_for_bit():
-    """Golden values from 0.2's model.py (e66aa52), which drew every mask in what is now form 1:
-    after torch.manual_seed(7), a residual site's kept elements, then DropKey's attended pairs.
-    Form 1 exists so that studies stored by 0.2, and the committed results, replay bitwise."""
-    def digest(t):
-        return hashlib.sha256(t.to(torch.uint8).numpy().tobytes()).hexdigest()[:16]
-
-    torch.manual_seed(7)
-    kept = drop(torch.ones(1000), 0.3, True, 1) != 0
-    attended = keep_keys(2, 3, 9, 0.3, torch.device("cpu"), 1)
-    assert (digest(kept), kept.sum().item()) == ("73bc4ac511f580e8", 707)
-    assert (digest(attended), attended.sum().item()) == ("48620db701e8c421", 199)
-
-
-def test_a_form_1_model_trains_on_the_masks_of_0_2():
-    """Every site takes the model's form: 0.2's model gave this loss (e66aa52; float32, so to a
-    tolerance far below what another mask would move it: form 2 gives 4.96)."""
-    torch.manual_seed(0)
-    model = GPT(parse_model_spec("2x2x16"), 64, 16, masks=1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    model.train()
-    model.set_dropout(0.3)
-    torch.manual_seed(5)
-    idx = torch.randint(0, 64, (4, 17))
-    assert model(idx[:, :-1], idx[:, 1:]).item() == pytest.approx(4.6553874015808105, rel=1e-5)
-
-
-def test_both_mask_forms_follow_the_torch_seed_and_differ_from_each_other():
-    def draw(form, seed):
-        torch.manual_seed(seed)
-        return keep_mask((1000,), 0.5, torch.device("cpu"), form), keep_keys(2, 2, 9, 0.5, torch.device("cpu"), form)
-
-    for form in (1, 2):
-        assert all(torch.equal(a, b) for a, b in zip(draw(form, 3), draw(form, 3)))
-        assert not torch.equal(draw(form, 3)[0], draw(form, 4)[0])
-    assert not torch.equal(draw(1, 3)[0], draw(2, 3)[0])
-
-
-def test_masks_for_another_device_are_made_on_that_device():
-    """MPS and CUDA take the masks' generic branch; the meta device runs it here (shapes, not values)."""
-    meta = torch.device("meta")
-    mask = keep_mask((3, 5), 0.1, meta)
-    assert (mask.device, mask.dtype, tuple(mask.shape)) == (meta, torch.bool, (3, 5))
-    keys = keep_keys(2, 3, 7, 0.1, meta)
-    assert (keys.device, keys.dtype, tuple(keys.shape)) == (meta, torch.bool, (2, 3, 7, 7))

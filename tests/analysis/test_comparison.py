@@ -1,17 +1,31 @@
-"""The paired statistics at their edges (0, 1, 2 and 5 seeds, ties, zero spread), checked
-against scipy or by hand; and compare_arms / claims on frames whose answer is known."""
+"""The paired comparison (analysis/comparison.py): its statistics at their edges (0, 1, 2 and 5 seeds,
+ties, zero spread) against scipy or by hand, Holm, and compare_arms / claims on frames and on
+constructed studies whose answer is known."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from scipy import stats
 
-from dropout_decay.analysis.comparison import claims, compare_arms, holm, mde, paired, verdict
-
-NAN = math.nan
-ONE_SEED = ("no interval (one replicate)", "one replicate: no interval can be given")
+from dropout_decay.analysis.comparison import (
+    claims,
+    compare_arms,
+    holm,
+    mde,
+    paired,
+    verdict,
+)
+from dropout_decay.sweep.storage import open_storage, sqlite_url
+from tests.conftest import (
+    T_975_2DF,
+    VAL,
+    constructed_stream,
+)
 
 
 def scipy_paired(diffs):
@@ -19,6 +33,40 @@ def scipy_paired(diffs):
     d = np.array(diffs)
     low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
     return d.mean(), d.std(ddof=1), low, high, stats.ttest_1samp(d, 0.0, alternative="less").pvalue
+
+
+NAN = math.nan
+
+
+ONE_SEED = ("no interval (one replicate)", "one replicate: no interval can be given")
+
+
+def frame(rows):
+    return pd.DataFrame([{"model": m, "segment": g, "cap": 1000 * (g + 1), "seed": s, "arm": a, "val_loss": v}
+                         for m, g, s, a, v in rows])
+
+
+def by_hand(diffs):
+    n = len(diffs)
+    mean = sum(diffs) / n
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = T_975_2DF * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def optuna_note(run: Path, name: str) -> str:
+    from optuna_dashboard import get_note
+
+    return get_note(optuna.load_study(study_name=name, storage=open_storage(sqlite_url(run))))
+
+
+def hand_holm(p):
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        out[i] = running
+    return out
 
 
 @pytest.mark.parametrize("diffs", [[-0.1, -0.3], [-0.1, 0.0, 0.2], [0.05, 0.1, 0.12, -0.01], [-0.2, -0.1, -0.15, -0.3, -0.05]])
@@ -56,11 +104,6 @@ def test_holm_caps_at_one_and_keeps_the_order_of_ties():
     assert holm([0.6, 0.7]) == [1.0, 1.0]
     assert holm([0.02, 0.02, 0.01]) == pytest.approx([0.04, 0.04, 0.03])
     assert holm([]) == []
-
-
-def frame(rows):
-    return pd.DataFrame([{"model": m, "segment": g, "cap": 1000 * (g + 1), "seed": s, "arm": a, "val_loss": v}
-                         for m, g, s, a, v in rows])
 
 
 def test_rows_come_sorted_by_model_and_segment_with_plain_means_and_caps():
@@ -131,3 +174,82 @@ def test_one_verdict_vocabulary_from_the_holm_adjusted_one_sided_tests():
     assert [r["verdict"] for r in rows] == ["no clear difference", "no clear difference", "static better"]
     p = [stats.ttest_1samp(d, 0.0, alternative="less").pvalue for d in diffs.values()]
     assert [r["p_holm"] for r in rows] == pytest.approx(holm(p))
+
+
+def test_comparison_on_a_constructed_study_matches_a_hand_computation(cache_dir, tmp_path):
+    out = constructed_stream(cache_dir, tmp_path)
+    rows = json.loads((out / "comparison.json").read_text())
+    assert len(rows) == 2 * 1 * 2  # stages x decay arms x static arms
+    for r in rows:
+        d, s = VAL[r["segment"]]["d"], VAL[r["segment"]][r["static_arm"]]
+        diffs = [a - b for a, b in zip(d, s)]
+        mean, std, low, high = by_hand(diffs)
+        assert (r["mean_diff"], r["std_diff"], r["ci_low"], r["ci_high"]) == pytest.approx((mean, std, low, high))
+        assert r["n"] == 3 and r["wins"] == sum(x < 0 for x in diffs) and r["replicates"] == [[1, 0], [2, 0], [3, 0]]
+        assert r["metric"] == "val_loss"  # trials without a test loss: a study from before the test split
+        assert r["caution"] == "n=3: the t-interval is wide; treat it as indicative"
+    best = {r["segment"]: r["static_arm"] for r in rows if r["best_static"]}
+    assert best == {0: "static:0", 1: "static:0.1"}
+    [last] = [r for r in rows if r["segment"] == 1 and r["best_static"]]
+    assert last["verdict"] == "decay better" and last["ci_high"] < 0 and last["wins"] == 3
+    [first] = [r for r in rows if r["segment"] == 0 and r["best_static"]]
+    assert first["verdict"] == "static better" and first["wins"] == 0
+    csv = pd.read_csv(out / "comparison.csv")
+    assert list(csv["mean_diff"]) == pytest.approx([r["mean_diff"] for r in rows])
+    note = optuna_note(out, "constructed")
+    assert "decay better" in note and "n=3: the t-interval is wide" in note
+
+
+def test_one_seed_gives_no_interval_and_says_so():
+    r = paired([-0.1])
+    assert r["n"] == 1 and math.isnan(r["ci_low"]) and verdict(r["p_better"], r["p_worse"], 1) == "no interval (one replicate)"
+    assert "one replicate" in r["caution"]
+
+
+def test_paired_statistics_and_claims_match_scipy_on_a_constructed_stream(cache_dir, tmp_path):
+    out = constructed_stream(cache_dir, tmp_path)
+    rows = json.loads((out / "comparison.json").read_text())
+    for r in rows:
+        d, s = np.array(VAL[r["segment"]]["d"]), np.array(VAL[r["segment"]][r["static_arm"]])
+        test = stats.ttest_rel(d, s, alternative="less")
+        low, high = stats.t.interval(0.95, len(d) - 1, loc=(d - s).mean(), scale=stats.sem(d - s))
+        assert r["p_better"] == pytest.approx(test.pvalue) and (r["ci_low"], r["ci_high"]) == pytest.approx((low, high))
+        assert r["prob_improvement"] == pytest.approx(np.mean(d < s)) and r["diffs"] == pytest.approx(list(d - s))
+    for static in ("static:0", "static:0.1"):
+        pair = sorted((r for r in rows if r["static_arm"] == static), key=lambda r: r["segment"])
+        assert [r["p_holm"] for r in pair] == pytest.approx(hand_holm([r["p_better"] for r in pair]))
+    found = json.loads((out / "claims.json").read_text())
+    for c in found:
+        pair = [r for r in rows if r["segment"] == c["segment"]]
+        assert c["p_iut"] == pytest.approx(max(r["p_better"] for r in pair))
+        d = np.array(VAL[c["segment"]]["d"])
+        assert c["wins_against_all"] == sum(all(d[i] < VAL[c["segment"]][s][i] for s in ("static:0", "static:0.1"))
+                                            for i in range(3))
+    assert [c["p_iut_holm"] for c in found] == pytest.approx(hand_holm([c["p_iut"] for c in found]))
+    # segment 1: the decay beats both statics on every seed, but with 3 seeds that is still evidence to weigh
+    last = next(c for c in found if c["segment"] == 1)
+    assert last["wins_against_all"] == 3 and last["beats_every_static"] == (last["p_iut_holm"] < 0.05)
+
+
+def test_holm_and_a_calibrated_arm_against_the_hand_decays():
+    adjusted = holm([0.01, 0.04, 0.03, float("nan")])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])  # NaN stays a float NaN
+    frame = pd.DataFrame([{"model": "m", "segment": 0, "cap": 10, "seed": s, "arm": a, "val_loss": v}
+                          for s in (1, 2, 3) for a, v in (("static:0", 3.0 + s / 10), ("hand", 2.9 + s / 10),
+                                                           ("cal", 2.8 + s / 10 + (s == 2) / 100))])
+    rows = compare_arms(frame, ["hand", "cal"], ["cal"])
+    assert sorted((r["decay_arm"], r["static_arm"]) for r in rows) == [("cal", "hand"), ("cal", "static:0"),
+                                                                     ("hand", "static:0")]
+    [vs_hand] = [r for r in rows if r["static_arm"] == "hand"]
+    assert not vs_hand["other_is_static"] and vs_hand["mean_diff"] == pytest.approx(-0.1 + 0.01 / 3)
+    assert sorted(c["decay_arm"] for c in claims(rows)) == ["cal", "hand"]  # claims are against static rates only
+    assert all(c["statics"] == 1 for c in claims(rows))
+
+
+def test_a_seed_where_the_decay_ties_a_static_rate_is_not_a_win():
+    """The same loss (a decay that never left the static rate) is no improvement."""
+    frame = pd.DataFrame([{"model": "m", "segment": 0, "cap": 10, "seed": s, "arm": a, "val_loss": v}
+                          for s in (1, 2, 3) for a, v in (("static:0", 3.0 + s / 10),
+                                                           ("d", 3.0 + s / 10 - (s != 1) / 100))])
+    [claim] = claims(compare_arms(frame, ["d"]))
+    assert claim["wins_against_all"] == 2

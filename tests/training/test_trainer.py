@@ -1,29 +1,112 @@
-"""The trainer and stream runner on tiny models, on CPU."""
+"""The trainer (training/trainer.py) on tiny models on CPU: loss falls, schedules in force, the
+learning rate, micro-batches that give the whole batch's step, a calibrated twin's rates."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
-import pytest
-
-from dropout_decay.data import batches
-from dropout_decay.training import trainer as train_mod
-from dropout_decay.data.cache import load_cache
 from dropout_decay.common.errors import UsageError
-from dropout_decay.model.gpt import parse_model_spec
+from dropout_decay.data import batches
+from dropout_decay.data.cache import load_cache
+from dropout_decay.model.gpt import GPT, parse_model_spec
 from dropout_decay.model.schedules import parse_decay, static
-from dropout_decay.training.trainer import Hooks, PointRun, Segment, TrainConfig, TrainingDiverged, train
+from dropout_decay.training import trainer as train_mod
+from dropout_decay.training.trainer import (
+    Hooks,
+    PointRun,
+    Segment,
+    TrainConfig,
+    TrainingDiverged,
+    accumulate,
+    train,
+)
+from tests.conftest import TEST_VOCAB
 
-from conftest import TEST_VOCAB
+CAPS = [3000, 6000, 12000]
+
+
+MICRO_CFG = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=5, eval_batches=2, eval_every=10, log_every=5)
+
+
+SPEC = parse_model_spec("1x2x32")
+
+
+def gradients_of_one_step(micro: int | None) -> tuple[float, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    model = GPT(SPEC, TEST_VOCAB, MICRO_CFG.seq_len)
+    batch = torch.randint(0, TEST_VOCAB, (MICRO_CFG.batch_size, MICRO_CFG.seq_len + 1), generator=torch.Generator().manual_seed(1))
+    loss = accumulate(model, batch, micro)
+    return float(loss.detach()), [p.grad.clone() for p in model.parameters()]
+
 
 CFG = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=10, eval_batches=2, eval_every=20, log_every=10)
-SPEC = parse_model_spec("1x2x32")
 
 
 @pytest.fixture(scope="module")
 def cache(cache_dir):
     return load_cache(cache_dir, TEST_VOCAB)
+
+
+def rates_in_force(schedule, caps: tuple[int, ...], cache) -> set[tuple[int, float]]:
+    """(segment, dropout rate) pairs the trainer logged through a stream over `caps`."""
+    trace = []
+    train(PointRun(SPEC, schedule, [Segment(cap, 10) for cap in caps], CFG, 1), cache, Hooks(trace=trace.append))
+    return {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"}
+
+
+def test_a_fixed_twin_of_a_calibrated_decay_keeps_the_growing_streams_per_cap_rates(cache_dir):
+    """The law is evaluated at the growing caps (`schedule_caps`), not at the fixed pool's."""
+    from dropout_decay.model.gpt import parse_model_spec
+    from dropout_decay.model.law import predict
+    from dropout_decay.training.trainer import (
+        PointRun,
+        Segment,
+        TrainConfig,
+        train,
+    )
+
+    law = {"form": "log-linear", "params": {"a": 0.1, "b": 0.02}, "p_range": [0.0, 0.3]}
+    spec, cache = parse_model_spec("1x2x32"), load_cache(cache_dir, TEST_VOCAB)
+    cfg = TrainConfig(batch_size=2, seq_len=16, eval_batches=1, eval_every=0, log_every=5)
+    fixed = [Segment(CAPS[-1], 5) for _ in CAPS]
+    rows = train(PointRun(spec, parse_decay("cal:calibrated:x", {"cal": law}), fixed, cfg, 1, schedule_caps=CAPS), cache)
+    n = spec.n_params(TEST_VOCAB)
+    assert [r["dropout_in_force"] for r in rows] == pytest.approx([predict(law, c / n) for c in CAPS])
+    assert [r["cap"] for r in rows] == [CAPS[-1]] * 3
+
+
+def test_accumulated_parts_give_the_whole_batchs_loss_and_gradient():
+    # the oracle: plain autograd on the whole batch, no accumulation code involved
+    torch.manual_seed(0)
+    model = GPT(SPEC, TEST_VOCAB, MICRO_CFG.seq_len)
+    batch = torch.randint(0, TEST_VOCAB, (MICRO_CFG.batch_size, MICRO_CFG.seq_len + 1), generator=torch.Generator().manual_seed(1))
+    whole = model(batch[:, :-1], batch[:, 1:])
+    whole.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    for micro in (None, 8, 4, 2, 1):
+        loss, grads = gradients_of_one_step(micro)
+        assert loss == pytest.approx(float(whole), abs=1e-6)
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert gradients_of_one_step(None)[0] == float(whole)  # without parts: the same bits as ever
+
+
+def test_training_in_micro_batches_at_p0_matches_the_whole_batch(cache_dir):
+    cache = load_cache(cache_dir, TEST_VOCAB)
+    whole = train(PointRun(SPEC, static(0.0), [Segment(6000, 25)], MICRO_CFG, 1), cache)
+    parts = train(PointRun(SPEC, static(0.0), [Segment(6000, 25)], replace(MICRO_CFG, micro_batch=2), 1), cache)
+    for key in ("train_loss", "val_loss", "test_loss"):
+        assert parts[0][key] == pytest.approx(whole[0][key], abs=1e-4)
+    with_dropout = train(PointRun(SPEC, static(0.2), [Segment(6000, 25)], replace(MICRO_CFG, micro_batch=2), 1), cache)
+    assert with_dropout[0]["val_loss"] != parts[0]["val_loss"]  # dropout is on: masks drawn per part
+
+
+def test_a_micro_batch_that_does_not_divide_the_batch_is_refused():
+    with pytest.raises(UsageError, match="--micro-batch must divide --batch-size 8, got 3"):
+        replace(MICRO_CFG, micro_batch=3).check()
 
 
 def test_same_seed_gives_identical_losses(cache):
@@ -116,13 +199,6 @@ def test_grad_clip_clips_every_step_and_zero_turns_it_off(cache, monkeypatch):
     train(PointRun(SPEC, static(0.0), [Segment(8000, 40)], cfg, 1), cache, Hooks(trace=trace.append))
     losses = [r["loss"] for r in trace if r["kind"] == "train"]
     assert clipped == [] and losses[-1] < losses[0] - 0.5  # max_norm 0 would zero every gradient
-
-
-def rates_in_force(schedule, caps: tuple[int, ...], cache) -> set[tuple[int, float]]:
-    """(segment, dropout rate) pairs the trainer logged through a stream over `caps`."""
-    trace = []
-    train(PointRun(SPEC, schedule, [Segment(cap, 10) for cap in caps], CFG, 1), cache, Hooks(trace=trace.append))
-    return {(r["segment"], round(r["dropout_in_force"], 9)) for r in trace if r["kind"] == "train"}
 
 
 def test_a_step_decay_sets_each_segments_rate_during_training(cache):

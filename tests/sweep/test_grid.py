@@ -1,20 +1,14 @@
-"""Where each grid point stands, and who owns a point two workers drew: on trials whose states
-are set by hand, so the expected answer is known."""
+"""Where each grid point stands, and who owns a point two workers drew (sweep/grid.py): on trials
+whose states are set by hand, so the expected answer is known."""
 
 import datetime
 
 import optuna
-import pytest
 from optuna.trial import TrialState, create_trial
 
 from dropout_decay.sweep.grid import GridStatus, first_complete, grid_status, surplus_to
 
 C, R, W, F, P = TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL, TrialState.PRUNED
-
-
-@pytest.fixture(autouse=True)
-def quiet():
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def study_of(trials: list[tuple[int, TrialState]]) -> optuna.Study:

@@ -1,4 +1,5 @@
-"""Dropout schedules against their closed forms, at interior points where the shapes differ."""
+"""Dropout schedules (model/schedules.py) against their closed forms, at interior points where the
+shapes differ."""
 
 import math
 
