@@ -1,11 +1,15 @@
 """The bad-input matrix: every mistake is one line on stderr naming it, exit 2, no traceback,
 and nothing created or changed: no study, no output folder, no cache file, no storage touched."""
 
+import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -13,7 +17,7 @@ import pytest
 
 from dropout_decay.cli import main as cli
 from dropout_decay.sweep.storage import open_storage
-from tests.conftest import TEST_VOCAB, TRAIN
+from tests.conftest import TEST_VOCAB, TRAIN, load, patience
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +54,7 @@ CASES = {
     "foreign cache vocab": (lambda c: ["screen", *base(c), "--vocab-size", "1024"], "no token cache for vocab 1024"),
     "truncated cache": (lambda c: ["screen", *base(c), "--cache-dir", c["truncated"]], "truncated"),
     "vocab beyond uint16": (lambda c: ["cache", "--cache-dir", c["new_cache"], "--vocab-size", "70000",
-                                       "--corpus", c["corpus"]], "so ids fit uint16"),
+                                       "--corpus", c["corpus"]], "--vocab-size must lie in 258..65536"),
     "empty corpus": (lambda c: ["screen", *fresh(c, "--corpus", c["empty"])], "holds no text"),
     "missing corpus": (lambda c: ["screen", *fresh(c, "--corpus", c["nowhere"])], "does not exist"),
     "glob matching nothing": (lambda c: ["screen", *fresh(c, "--corpus-glob", c["nowhere"] + "/*.txt")],
@@ -118,8 +122,47 @@ CASES = {
                                                              f"cal:calibrated:{c['lawless']}"],
                                                   "has no law to follow (no cap has an interior optimum"),
     # run flags and files
-    "zero threads": (lambda c: ["screen", *base(c), "--threads", "0"], "--threads must be positive, got 0"),
-    "zero heartbeat": (lambda c: ["screen", *base(c), "--heartbeat", "0"], "--heartbeat must be positive, got 0"),
+    "zero threads": (lambda c: ["screen", *base(c), "--threads", "0"], "--threads must be 1..1024, got 0"),
+    "zero heartbeat": (lambda c: ["screen", *base(c), "--heartbeat", "0"], "--heartbeat must be 1..86,400 seconds, got 0"),
+    "threads beyond any CPU": (lambda c: ["screen", *base(c), "--threads", "5000"], "--threads must be 1..1024, got 5,000"),
+    "heartbeat of days": (lambda c: ["worker", "--storage", c["clash_url"], "--study", "taken", "--heartbeat", "999999"],
+                          "--heartbeat must be 1..86,400 seconds"),
+    # what cannot fit in memory is refused from its shapes, before anything is built (issue 32)
+    "model too large, dry run": (lambda c: ["screen", *base(c), "--models", "64x32x6144", "--dry-run"],
+                                 "64x32x6144 needs about"),
+    "model too large": (lambda c: ["screen", *base(c), "--models", "64x32x6144"], "choose a smaller model"),
+    "model too large in a workflow dry run": (lambda c: ["workflow", c["huge_model_file"], "--dry-run"], "choose a smaller model"),
+    "batch too large": (lambda c: ["screen", *base(c), "--batch-size", "60000"], "use a smaller --batch-size"),
+    # numbers outside what they feed (issue 32)
+    "negative seed": (lambda c: ["screen", *base(c), "--seeds", "-3", "1"], "--seeds must lie in 0..9,223,372,036,854,775,807"),
+    "seed beyond 64 bits": (lambda c: ["screen", *base(c), "--seeds", str(2**65)], "--seeds takes integers of at most 64 bits"),
+    "negative order seeds": (lambda c: ["screen", *base(c), "--order-seeds", "0", "-1"], "--order-seeds must lie in 0.."),
+    "grid seed beyond 32 bits": (lambda c: ["screen", *base(c), "--grid-seed", str(2**40)], "--grid-seed must lie in 0..4,294,967,295"),
+    "steps beyond 64 bits": (lambda c: ["screen", *base(c), "--steps", str(2**64)], "--steps must be a finite 64-bit integer"),
+    "a point that would not end": (lambda c: ["probe", *base(c), "--token-limits", "1000", "2000", "4000", "--passes", "1e12"],
+                                   "steps would not end"),
+    "vocab below the bytes": (lambda c: ["screen", *base(c), "--vocab-size", "200"], "--vocab-size must lie in 258..65536"),
+    "sequence of one token": (lambda c: ["screen", *base(c), "--seq-len", "1"], "--seq-len must be at least 2"),
+    "sequence of no token": (lambda c: ["screen", *base(c), "--seq-len", "0"], "--seq-len must be positive"),
+    "warm-up as long as the run": (lambda c: ["screen", *base(c), "--steps", "20", "--warmup-steps", "20"],
+                                   "--warmup-steps 20 must be shorter than the 20 steps it warms (--steps)"),
+    "warm-up beyond the first segment": (lambda c: ["stream", *base(c), "--models", "winner=1x2x32", "--stage-steps", "10",
+                                                    "--warmup-steps", "25", "--stream-token-caps", "2000", "4000"],
+                                         "shorter than the 10 steps it warms (--stage-steps of the first segment)"),
+    "warm-up beyond a probe's shortest point": (lambda c: ["probe", *base(c), "--token-limits", "1000", "2000", "4000",
+                                                          "--passes", "2", "--warmup-steps", "500"], "(--passes over the smallest"),
+    "warm-up in a workflow file": (lambda c: ["workflow", c["long_warmup_file"]], "--warmup-steps 900 must be shorter than"),
+    "stream with one cap": (lambda c: ["stream", *base(c), "--models", "winner=1x2x32", "--stream-token-caps", "3000"],
+                            "a stream needs at least 2 --stream-token-caps"),
+    "negative seed in a stage file": (lambda c: ["run", c["negative_seed_file"]], "--seeds must lie in 0.."),
+    # storages that cannot be written: one line naming the file and why, the file unchanged (issue 32)
+    "storage is a folder": (lambda c: ["screen", *base(c), "--storage", f"sqlite:///{c['tmp']}/empty"],
+                            "is a folder, not a database file"),
+    "storage inside a file": (lambda c: ["screen", *base(c), "--storage", f"sqlite:///{c['csv']}/x.db"], "which is a file"),
+    "storage locked by another program": (lambda c: ["screen", *base(c), "--storage", c["locked_url"]],
+                                          "is locked by another program"),
+    "worker on a locked storage": (lambda c: ["worker", "--storage", c["locked_url"], "--study", "taken"],
+                                   "is locked by another program"),
     "workflow file as a stage file": (lambda c: ["run", "workflow_smoke"], "is a workflow; run it with `workflow"),
     "stage file as a workflow": (lambda c: ["workflow", "quickstart"], "is not a workflow file"),
     "missing workflow file": (lambda c: ["workflow", "nonexistent"], "no study file 'nonexistent'"),
@@ -193,6 +236,17 @@ def context(cache_dir, corpus_dir, tmp_path, monkeypatch, request):
     (tmp_path / "tables.toml").write_text(
         (ROOT / "studies" / "workflow_smoke.toml").read_text().replace("stage_steps = 120", "stage_steps = 120\nsteps = 5"))
     (tmp_path / "lawless.json").write_text(json.dumps({"law": {"form": None, "reason": "no cap has an interior optimum"}}))
+    (tmp_path / "huge.toml").write_text((ROOT / "studies" / "workflow_smoke.toml").read_text().replace(
+        'models = ["1x2x32", "1x4x64"]', 'models = ["1x2x32", "64x32x6144"]'))
+    (tmp_path / "warmup.toml").write_text((ROOT / "studies" / "workflow_smoke.toml").read_text().replace(
+        "warmup_steps = 10", "warmup_steps = 900"))
+    (tmp_path / "seeds.toml").write_text('stage = "screen"\nseeds = [-1, 2]\n')
+    locked = tmp_path / "locked.db"
+    shutil.copy(clash, locked)
+    monkeypatch.setenv("DROPOUT_DECAY_LOCK_WAIT_S", "0.5")
+    holder = sqlite3.connect(locked, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another program's lock, held for the whole test
+    request.addfinalizer(holder.close)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -205,7 +259,9 @@ def context(cache_dir, corpus_dir, tmp_path, monkeypatch, request):
             "jsonl": str(tmp_path / "rows.jsonl"), "csv": str(tmp_path / "data.csv"),
             "lawless": str(tmp_path / "lawless.json"), "busy_port": busy.getsockname()[1],
             "foreign_key_file": str(tmp_path / "foreign.toml"), "string_models_file": str(tmp_path / "strings.toml"),
-            "foreign_table_file": str(tmp_path / "tables.toml")}
+            "foreign_table_file": str(tmp_path / "tables.toml"), "huge_model_file": str(tmp_path / "huge.toml"),
+            "long_warmup_file": str(tmp_path / "warmup.toml"), "negative_seed_file": str(tmp_path / "seeds.toml"),
+            "locked_url": f"sqlite:///{locked}"}
 
 
 def snapshot(root: Path) -> dict:
@@ -241,3 +297,69 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case, context, capsys)
     assert "Traceback" not in err + out
     assert snapshot(context["tmp"]) == before  # no output folder, cache file or storage file appeared or changed
     assert sorted(studies(context["clash_url"])) == ["half", "taken"]  # no study was created either
+
+
+def cli_process(args: list[str], env: dict | None = None, prefix: tuple = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=patience(120))
+
+
+def digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+WITHOUT_ROOTS_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")  # root obeys permission bits
+
+
+def unwritable(kind: str, folder: Path) -> Path:
+    """A SQLite storage that cannot be written, three ways; returns its path."""
+    db = folder / "study.db"
+    sqlite3.connect(db).execute("CREATE TABLE studies (x)").connection.close()
+    if kind == "read-only file":
+        db.chmod(0o444)
+    elif kind == "folder without write permission":
+        folder.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode:
+        pytest.skip("this file system cannot make a file immutable")
+    return db
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop its override")
+@pytest.mark.parametrize("kind, says", [("read-only file", "cannot be written (Permission denied"),
+                                        ("folder without write permission", "cannot write in its folder"),
+                                        ("immutable file", "cannot be written (Operation not permitted")])
+def test_a_storage_that_cannot_be_written_is_one_line_exit_2_and_left_unchanged(kind, says, cache_dir, tmp_path):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    db = unwritable(kind, folder)
+    before = digest(folder)
+    args = ["screen", *base({"cache": str(cache_dir)}), "--storage", f"sqlite:///{db}", "--output-dir", str(tmp_path / "run")]
+    try:
+        done = cli_process(args, prefix=WITHOUT_ROOTS_OVERRIDE)
+        after = digest(folder)
+    finally:
+        folder.chmod(0o755)
+        subprocess.run(["chattr", "-i", str(db)], capture_output=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and says in lines[0] and str(db) in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and after == before and not (tmp_path / "run").exists()
+
+
+def test_under_a_memory_limit_runs_and_workers_refuse_before_training_naming_the_flag(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["screen", *base({"cache": str(cache_dir)}), "--batch-size", "256", "--seq-len", "64", "--eval-batches", "1"]
+    limited = {"DROPOUT_DECAY_MEMORY_GIB": "0.3"}
+    refused = cli_process([*args, "--output-dir", str(out)], limited)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "and 0.30 GiB is available on cpu" in lines[0], refused.stderr
+    assert "train it in parts with --micro-batch" in lines[0] and not out.exists()
+    # a study made where memory sufficed: a worker on a smaller machine refuses before its first point
+    assert cli_process([*args, "--output-dir", str(out), "--dry-run"]).returncode == 0
+    made = cli_process([*args, "--output-dir", str(out), "--steps", "3", "--micro-batch", "64"])
+    assert made.returncode == 0, made.stderr
+    trials = len(load(out).trials)
+    name = load(out).study_name
+    worker = cli_process(["worker", "--storage", f"sqlite:///{out / 'study.db'}", "--study", name],
+                         {"DROPOUT_DECAY_MEMORY_GIB": "0.15"})
+    assert worker.returncode == 2 and "needs about" in worker.stderr and "Traceback" not in worker.stderr
+    assert len(load(out).trials) == trials

@@ -88,11 +88,11 @@ def resolve_stage(s, device, command: str, lock: dict | None = None, threads: in
     from ..design import resolve
     from ..sweep import build_config, check_fits
 
+    check_fits(s, s.vocab_size, device.name)  # from the shapes alone, before the data is built or a model is
     doing("caching")
     cache = prepare_cache(s.data_source())
     doing("starting")
     s = resolve(s, cache)
-    check_fits(s, cache.manifest["vocab_size"], device.name)  # before the study: a model or batch that cannot fit
     return Resolved(s, cache, build_config(s, cache, device, command, lock, threads) | extra)
 
 

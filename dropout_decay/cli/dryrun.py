@@ -19,9 +19,9 @@ from ..training import gib, select_device
 def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
     screen = wf.settings(Stage.SCREEN, {})
     device = select_device(screen.device)
+    check_fits(screen, screen.vocab_size, device.name)  # never builds the data or a model that cannot fit
     cache = prepare_cache(screen.data_source())
     screen = resolve(screen, cache)
-    check_fits(screen, cache.manifest["vocab_size"], device.name)  # never builds a model that cannot fit
     per_step = step_seconds(screen, cache.manifest["vocab_size"], device.name, threads)
     dearest = max(screen.specs(), key=lambda m: per_step[m.label].dropping)
     winner = {"models": [f"winner={dearest.shape}"]}

@@ -74,7 +74,8 @@ def add_stage_flags(ap: argparse.ArgumentParser, stage: str | None = None) -> No
     g.add_argument("--seq-len", type=int, default=t.seq_len, help=f"tokens per sequence (default {t.seq_len})")
     g.add_argument("--lr", type=float, default=t.lr, help=f"AdamW peak learning rate (default {t.lr})")
     g.add_argument("--min-lr-ratio", type=float, default=t.min_lr_ratio, help=f"cosine floor as a fraction of --lr (default {t.min_lr_ratio})")
-    g.add_argument("--warmup-steps", type=int, default=t.warmup_steps, help=f"linear warmup, at most 10%% of the run (default {t.warmup_steps})")
+    g.add_argument("--warmup-steps", type=int, help=f"linear warmup steps, shorter than the run (default {t.warmup_steps}, "
+                   "at most a tenth of the run)")
     g.add_argument("--weight-decay", type=float, default=t.weight_decay, help="AdamW weight decay (default 0: dropout is the only regulariser)")
     g.add_argument("--grad-clip", type=float, default=t.grad_clip, help=f"gradient norm clip, 0 for none (default {t.grad_clip})")
     g.add_argument("--eval-batches", type=int, default=t.eval_batches, help=f"fixed batches per loss evaluation (default {t.eval_batches})")
@@ -96,5 +97,7 @@ def add_stage_flags(ap: argparse.ArgumentParser, stage: str | None = None) -> No
 def settings_from_args(stage: str, args: argparse.Namespace) -> Settings:
     given = vars(args)
     names = {f.name for f in fields(Settings)} - {"stage", "train", "calibrations"}
-    train = TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
-    return check(Settings(stage=stage, train=train, **{k: v for k, v in given.items() if k in names}))
+    unset = {"warmup_steps"} if given.get("warmup_steps") is None else set()  # its default adapts to the run
+    train = TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given and f.name not in unset})
+    settings = Settings(stage=stage, train=train, **{k: v for k, v in given.items() if k in names})
+    return check(settings, explicit={"warmup_steps"} - unset)

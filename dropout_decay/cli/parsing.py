@@ -55,8 +55,12 @@ def stage_parser(stage: str, prog: str) -> Parser:
     return ap
 
 
+MAX_HEARTBEAT_S = 86_400  # a worker silent for two days is not one
+MAX_THREADS = 1024  # more than any CPU has cores
+
+
 def check_run_flags(args: argparse.Namespace) -> None:
-    if args.heartbeat <= 0:
-        raise UsageError(f"--heartbeat must be positive, got {args.heartbeat}")
-    if args.threads is not None and args.threads <= 0:
-        raise UsageError(f"--threads must be positive, got {args.threads}")
+    if not 0 < args.heartbeat <= MAX_HEARTBEAT_S:
+        raise UsageError(f"--heartbeat must be 1..{MAX_HEARTBEAT_S:,} seconds, got {args.heartbeat:,}")
+    if args.threads is not None and not 0 < args.threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be 1..{MAX_THREADS}, got {args.threads:,}")

@@ -55,7 +55,7 @@ def dry_run(resolved: Resolved, device, threads: int | None) -> int:
         from .dryrun import decay_means  # torch and the rest load after Ctrl-C is handled (main.py)
 
         print(decay_means(s, vocab))
-    available = check_fits(s, vocab, device.name)[1]
+    available = check_fits(s, vocab, device.name)[1]  # passed already in resolve_stage: here for the figure
     per_step = step_seconds(s, vocab, device.name, threads)
     print(f"estimate on {device.name} ({device.note}):\n{describe_estimate(s, per_step, vocab, available)}")
     return 0

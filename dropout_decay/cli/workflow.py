@@ -23,7 +23,7 @@ from ..common import Stage, UsageError, check_output_dir, log, write_json
 from ..design import WorkflowFile, best_candidate, derived_stream_arms, load_workflow, lock_record, lowest_loss
 from ..model import formula
 from ..report import index_figures, write_index
-from ..sweep import HEARTBEAT_S, open_storage, sqlite_url
+from ..sweep import HEARTBEAT_S, check_fits, open_storage, sqlite_url
 from ..training import select_device
 from .drive import StagePlan, StageResult, new_run_dir, resolve_stage, run_stage, runs_dir
 from .dryrun import print_plan
@@ -52,6 +52,8 @@ def workflow_command(rest: list[str], argv: list[str]) -> int:
     wf = load_workflow(args.config)
     if args.device:
         wf = replace(wf, shared={**wf.shared, "device": args.device})
+    screen = wf.check_stages()  # every table, with placeholders for what the stages will hand over
+    check_fits(screen, screen.vocab_size, screen.device)  # before a folder, a storage or the data is made
     if args.dry_run:
         return print_plan(wf, args.threads)
     out = folder(wf, args.output_dir)

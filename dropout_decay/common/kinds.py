@@ -10,6 +10,7 @@ from dataclasses import fields
 from .errors import UsageError
 
 SKIP = {"bool", "str", "dict", "Path"}
+INT_LIMIT = 2**63  # what SQLite, numpy and torch hold as a 64-bit integer
 
 
 def _fits(kind: str, value) -> bool:
@@ -17,7 +18,9 @@ def _fits(kind: str, value) -> bool:
         return isinstance(value, str)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return isinstance(value, int) if kind == "int" else math.isfinite(value)
+    if kind == "int":
+        return isinstance(value, int) and -INT_LIMIT < value < INT_LIMIT
+    return math.isfinite(value)
 
 
 def check_kinds(obj, skip: set[str] = frozenset()) -> None:
@@ -32,8 +35,9 @@ def check_kinds(obj, skip: set[str] = frozenset()) -> None:
         if lists and isinstance(value, list):
             bad = [x for x in value if not _fits(lists[0], x)]
             if bad:
-                raise UsageError(f"{flag} takes {'finite numbers' if lists[0] == 'float' else lists[0] + ' values'}; got {bad[0]!r}")
+                what = "finite numbers" if lists[0] == "float" else "integers of at most 64 bits" if lists[0] == "int" else lists[0] + " values"
+                raise UsageError(f"{flag} takes {what}; got {bad[0]!r}")
         elif lists and not ({"int", "float", "bool"} & set(kinds)):
             raise UsageError(f"{flag} takes a list (in a TOML file: [ ... ]), got {value!r}")
         elif kinds[0] in ("int", "float") and not _fits(kinds[0], value):
-            raise UsageError(f"{flag} must be a finite {'integer' if kinds[0] == 'int' else 'number'}, got {value!r}")
+            raise UsageError(f"{flag} must be a finite {'64-bit integer' if kinds[0] == 'int' else 'number'}, got {value!r}")

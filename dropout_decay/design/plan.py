@@ -43,11 +43,29 @@ class WorkflowFile:
     def stages(self) -> list[str]:
         return [s for s in ORDER if s in self.tables]
 
+    def check_stages(self) -> Settings:
+        return check_stages(self)
+
     def settings(self, stage: str, handed: dict, forced: set[str] = frozenset()) -> Settings:
         """A stage's settings: shared, then handed over, then the stage's own table (which wins,
         except for the `forced` keys of `handed`, which already include the table's values)."""
         table = {k: v for k, v in self.tables[stage].items() if k not in STREAM_EXTRA and k not in forced}
-        return check(Settings.from_dict({**self.shared, **handed, **table, "stage": stage}, stored=False))
+        merged = {**self.shared, **handed, **table, "stage": stage}
+        return check(Settings.from_dict(merged, stored=False), explicit=set(merged))
+
+
+def check_stages(wf: WorkflowFile) -> Settings:
+    """Every stage's table checked before anything runs, with what earlier stages will hand over
+    stood in for (the first screened model as the winner, the screen's rates); the screen's
+    settings, whose models are the largest any stage trains."""
+    screen = wf.settings(Stage.SCREEN, {})
+    winner = {"models": [f"winner={screen.specs()[0].shape}"]}
+    wf.settings(Stage.CONFIRM, winner | {"token_limits": (screen.token_limits or [None])[:1] if screen.token_limits else None,
+                                         "dropout_rates": screen.dropout_rates})
+    if Stage.PROBE in wf.tables:
+        wf.settings(Stage.PROBE, winner | {"dropout_rates": screen.dropout_rates})
+    wf.settings(Stage.STREAM, winner | {"dropout_rates": [0.0, 0.1]})
+    return screen
 
 
 def load_workflow(name: str) -> WorkflowFile:

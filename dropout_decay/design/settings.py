@@ -35,6 +35,10 @@ DEFAULT_STATIC_RATES = [0.0, 0.02, 0.05, 0.08, 0.10, 0.14, 0.20, 0.30, 0.50]
 DEFAULT_STREAM_RATES = [0.0, 0.10, 0.14, 0.20]
 DEFAULT_DECAYS = ["decay_030_to_014:0.30:0.14:cosine", "decay_020_to_010:0.20:0.10:cosine"]
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
+SEED_MAX = 2**63 - 1  # numpy's generators take no negative seed, torch and SQLite none wider than 64 bits
+GRID_SEED_MAX = 2**32 - 1  # GridSampler draws its order with numpy's RandomState
+VOCAB_RANGE = (258, 65536)  # the 256 bytes and BOS at least; ids stored as uint16
+MAX_STEPS = 10**9  # a point of more steps than this would not end
 
 
 def field_defaults(cls) -> dict:
@@ -161,13 +165,16 @@ def _positive(name: str, value) -> None:
         raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 
-def check(s: Settings) -> Settings:
-    """Fill the defaults that need no data and refuse bad input, one problem at a time."""
+def check(s: Settings, explicit: frozenset[str] | set[str] = frozenset()) -> Settings:
+    """Fill the defaults that need no data and refuse bad input, one problem at a time.
+    `explicit`: the settings the user gave (a default warm-up adapts to a short run; a given one
+    longer than the run is refused)."""
     check_kinds(s, skip={"train", "fixed_pool_controls", "claims", "calibrations"})
     seeds, rates = _checked_grid(s)
     _check_numbers(s)
     s = _checked_twins(s)
     _check_limits(s)
+    _check_steps(s, "warmup_steps" in explicit)
     calibrations = _checked_stream(s) if s.stage.is_stream else s.calibrations
     return replace(s, seeds=list(seeds), dropout_rates=rates, calibrations=calibrations)
 
@@ -180,6 +187,7 @@ def _checked_grid(s: Settings) -> tuple[list[int], list[float]]:
     seeds = s.seeds if s.seeds is not None else s.stage.default_seeds
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds must be distinct integers, got {seeds}")
+    _check_seeds("--seeds", seeds, SEED_MAX)
     if s.stage.exact_seeds and len(seeds) != s.stage.exact_seeds:
         raise UsageError(f"{s.stage} needs exactly {s.stage.exact_seeds} seeds, got {len(seeds)}: {' '.join(map(str, seeds))}")
     rates = s.dropout_rates if s.dropout_rates is not None else (
@@ -192,9 +200,22 @@ def _checked_grid(s: Settings) -> tuple[list[int], list[float]]:
     return seeds, rates
 
 
+def _check_seeds(flag: str, seeds: list[int], top: int) -> None:
+    bad = [x for x in seeds if not 0 <= x <= top]
+    if bad:
+        raise UsageError(f"{flag} must lie in 0..{top:,} (the range every generator it seeds accepts), got {bad[0]:,}")
+
+
 def _check_numbers(s: Settings) -> None:
     for name in ("steps", "stage_steps", "vocab_size"):
         _positive(name, getattr(s, name))
+    if not VOCAB_RANGE[0] <= s.vocab_size <= VOCAB_RANGE[1]:
+        raise UsageError(f"--vocab-size must lie in {VOCAB_RANGE[0]}..{VOCAB_RANGE[1]} (the 256 bytes and BOS at least; "
+                         f"ids are stored as uint16), got {s.vocab_size:,}")
+    _check_seeds("--order-seed", [s.order_seed], SEED_MAX)
+    _check_seeds("--grid-seed", [s.grid_seed], GRID_SEED_MAX)
+    if s.order_seeds:
+        _check_seeds("--order-seeds", s.order_seeds, SEED_MAX)
     s.train.check()
     if s.memory_budget is not None and not s.memory_budget > 0:
         raise UsageError(f"--memory-budget must be a positive number of GiB, got {s.memory_budget}")
@@ -231,11 +252,30 @@ def _check_limits(s: Settings) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {values}")
     if s.stream_token_caps and sorted(set(s.stream_token_caps)) != s.stream_token_caps:
         raise UsageError(f"--stream-token-caps must increase strictly, got {s.stream_token_caps}")
+    if s.stage.is_stream and s.stream_token_caps is not None and len(s.stream_token_caps) < 2:
+        raise UsageError(f"a stream needs at least 2 --stream-token-caps (it follows the arms as the data grows), got "
+                         f"{s.stream_token_caps}; one token limit is a screen's")
     if s.stage is Stage.PROBE:
         if s.passes is None or not s.passes > 0:
             raise UsageError(f"probe needs --passes, a positive number of passes over each token limit (got {s.passes})")
         if not s.token_limits or len(s.token_limits) < 3 or sorted(set(s.token_limits)) != s.token_limits:
             raise UsageError(f"probe needs at least 3 increasing --token-limits (its nested caps), got {s.token_limits}")
+
+
+def _check_steps(s: Settings, warmup_given: bool) -> None:
+    """No point so long it would not end; a warm-up the user set shorter than what it warms (the
+    first segment of a stream). The default warms at most a tenth of any run (trainer.lr_at)."""
+    if s.stage is Stage.PROBE:
+        runs, what = [s.steps_for(n) for n in s.token_limits], "--passes over the smallest token limit"
+    elif s.stage.is_stream:
+        runs, what = [s.stage_steps] * len(s.stream_token_caps or [0] * 4), "--stage-steps of the first segment"
+    else:
+        runs, what = [s.steps], "--steps"
+    if sum(runs) > MAX_STEPS:
+        raise UsageError(f"a point of {sum(runs):,} steps would not end; at most {MAX_STEPS:,}")
+    if warmup_given and s.train.warmup_steps >= min(runs):
+        raise UsageError(f"--warmup-steps {s.train.warmup_steps:,} must be shorter than the {min(runs):,} steps it warms "
+                         f"({what}); lower it, or leave it out (the default warms at most a tenth of the run)")
 
 
 def _checked_stream(s: Settings) -> dict | None:

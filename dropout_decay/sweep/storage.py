@@ -8,6 +8,7 @@ empty or foreign file is refused before SQLAlchemy could write a schema into it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 import time
@@ -85,6 +86,11 @@ def study_names_read_only(path: Path) -> list[str]:
 LOCK_PROBE_S = 15.0  # a worker holds SQLite's write lock for milliseconds; a holder this long is another program
 
 
+def lock_probe_seconds() -> float:
+    """How long to wait for SQLite's write lock before naming its holder (DROPOUT_DECAY_LOCK_WAIT_S overrides)."""
+    return float(os.environ.get("DROPOUT_DECAY_LOCK_WAIT_S") or LOCK_PROBE_S)
+
+
 def check_writable(path: Path) -> None:
     """One line, before anything is built or stored, when a SQLite storage at `path` could not be
     written: the path is a folder, the file or its folder refuses writes (permissions, an immutable
@@ -114,7 +120,8 @@ def _check_unlocked(path: Path, where: str) -> None:
     if check_header(path) is not None:
         return  # not a SQLite file: opening it says so
     try:
-        con = sqlite3.connect(path, timeout=LOCK_PROBE_S, isolation_level=None)
+        wait = lock_probe_seconds()
+        con = sqlite3.connect(path, timeout=wait, isolation_level=None)
         try:
             con.execute("BEGIN IMMEDIATE")
             con.execute("ROLLBACK")
@@ -122,7 +129,7 @@ def _check_unlocked(path: Path, where: str) -> None:
             con.close()
     except sqlite3.OperationalError as e:
         if "locked" in str(e) or "busy" in str(e):
-            raise UsageError(f"{where} is locked by another program (still after {LOCK_PROBE_S:g} s); close it, "
+            raise UsageError(f"{where} is locked by another program (still after {wait:g} s); close it, "
                              "then rerun: nothing was written") from None
         raise UsageError(f"{where} cannot be written ({e})") from None
 

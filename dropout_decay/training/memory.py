@@ -67,7 +67,7 @@ def available_bytes(device: str = "cpu") -> int | None:
         import torch
 
         recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
-        if recommended is not None:
+        if recommended is not None and torch.backends.mps.is_available():  # else the MPS gate refuses the run
             return int(recommended())
     return _host_available()
 

@@ -54,6 +54,9 @@ class TrainConfig:
         for name in ("batch_size", "seq_len", "eval_batches", "log_every"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.seq_len < 2:
+            raise UsageError(f"--seq-len must be at least 2, got {self.seq_len}: with one token of context attention has "
+                             "nothing to attend to and its dropout nothing to drop")
         for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")

@@ -166,19 +166,25 @@ def test_nan_point_fails_with_reason_and_the_rest_complete(cache_dir, tmp_path, 
 
     monkeypatch.setattr(GPT, "set_dropout", poisoned)
     out = tmp_path / "run"
-    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 1  # loud: the run did not do what was asked
     study = load(out)
     assert len(points(study)) == 4
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert sorted(t.params["seed"] for t in failed) == [1, 2] and {t.params["dropout"] for t in failed} == {0.3}
     assert all(t.user_attrs["fail_reason"] == "diverged: non-finite training loss (nan) at step 10" for t in failed)
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    first = min(t.number for t in failed)
+    closing = [line for line in err.splitlines() if line.startswith("failed: ")]
+    point = " ".join(f"{k}={v}" for k, v in study.trials[first].params.items())
+    assert closing == [f"failed: 2 point(s), first trial {first} ({point}): diverged: non-finite training loss (nan) at "
+                       "step 10; try a lower --lr, then rerun with --retry-failed"], err
+    assert "Traceback" not in err and (out / "summary.csv").is_file()  # the finished points are written all the same
     # a deterministic failure is not retried on resume, only on request
-    assert cli.main(["screen", *tiny(cache_dir, out)]) == 0
+    assert cli.main(["screen", *tiny(cache_dir, out)]) == 1
     assert len(load(out).trials) == 6
     assert cli.main(["status", str(out)]) == 0
     assert "failed 2" in capsys.readouterr().out
-    assert cli.main(["screen", *tiny(cache_dir, out), "--retry-failed"]) == 0
+    assert cli.main(["screen", *tiny(cache_dir, out), "--retry-failed"]) == 1
     assert len(load(out).trials) == 8
 
 

@@ -287,3 +287,26 @@ def test_the_mask_form_reaches_the_model_and_changes_only_runs_with_dropout(cach
     assert val(0.3, 1) != val(0.3, 2)
     assert val(0.3, 2) == val(0.3, 2)  # and each form follows the seed
     assert val(0.0, 1) == val(0.0, 2)
+
+
+def test_the_test_loss_is_the_loss_on_the_test_splits_fixed_batches_and_validation_on_validations(cache, monkeypatch):
+    """Which documents each loss reads: every evaluation's three calls, spied on and recomputed."""
+    evaluated = []
+    real = train_mod.evaluate
+
+    def spying(model, batch_list):
+        loss = real(model, batch_list)
+        evaluated.append((torch.cat(batch_list), loss))
+        return loss
+
+    monkeypatch.setattr(train_mod, "evaluate", spying)
+    cfg = replace(CFG, eval_every=0)
+    [row] = train(PointRun(SPEC, static(0.1), [Segment(6000, 20)], cfg, 1), cache)
+    train_part, val_part, test_part = evaluated  # one evaluation: training pool, validation, test
+    expected = {"train": batches.fixed_batches(cache.train_pool()[:6000], cfg.eval_batches, cfg.batch_size, cfg.seq_len),
+                "val": batches.fixed_batches(cache.val, cfg.eval_batches, cfg.batch_size, cfg.seq_len),
+                "test": batches.fixed_batches(cache.test, cfg.eval_batches, cfg.batch_size, cfg.seq_len)}
+    for (seen, loss), split, key in ((train_part, "train", "train_loss"), (val_part, "val", "val_loss"),
+                                     (test_part, "test", "test_loss")):
+        assert torch.equal(seen, torch.cat(expected[split])) and row[key] == loss, split
+    assert not torch.equal(torch.cat(expected["val"]), torch.cat(expected["test"]))  # the splits really differ
