@@ -2,6 +2,7 @@
 and a private PostgreSQL server for the multi-worker tests."""
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 os.environ["DROPOUT_DECAY_WORKERS_DIR"] = tempfile.mkdtemp(prefix="dd-workers-")
 
 import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
@@ -220,3 +222,47 @@ def kill_when(args: list[str], condition, timeout: float = 300) -> int:
     finally:
         proc.kill()
     return proc.pid
+
+
+# The evidence stream: a real tiny stream with order seeds, fixed-pool twins, matched statics and
+# declared claims, trained once a session and read by the design, analysis, report and CLI tests.
+CAPS = [3000, 6000, 12000]
+
+
+def stream_file(tmp_path, cache_dir, claims=True) -> str:
+    lines = ['stage = "stream"', 'device = "cpu"', "use_cached_data = true", f'cache_dir = "{cache_dir}"',
+             f"vocab_size = {TEST_VOCAB}", 'models = ["winner=1x2x32"]', "seeds = [1, 2]", "order_seeds = [0, 1]",
+             "dropout_rates = [0.0, 0.1]", 'decays = ["cos:0.3:0.1:cosine", "early:0.1:0:linear:0.25"]',
+             f"stream_token_caps = {CAPS}", "stage_steps = 10", "fixed_pool_controls = true", "matched_statics = true",
+             "batch_size = 4", "seq_len = 32", "eval_batches = 2", "eval_every = 5", "log_every = 5"]
+    if claims:
+        lines += ["[claims]", 'primary = ["cos beats every static at last", "cos helps more as data grows at last", '
+                  '"early beats static:0 at 6000"]']
+    path = tmp_path / "evidence.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def evidence_stream(cache_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evidence")
+    out = tmp / "run"
+    assert cli.main(["run", stream_file(tmp, cache_dir), "--output-dir", str(out)]) == 0
+    return out
+
+
+def metrics(out) -> pd.DataFrame:
+    return pd.DataFrame([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+
+
+def scipy_pairs(m: pd.DataFrame) -> dict:
+    """Per segment and decay: (best static on validation, test-loss diffs per replicate), growing stream."""
+    out = {}
+    growing = m[~m["arm"].str.endswith("@fixed")]
+    for seg, at in growing.groupby("segment"):
+        val = at.pivot_table(index=["seed", "order_seed"], columns="arm", values="val_loss")
+        test = at.pivot_table(index=["seed", "order_seed"], columns="arm", values="test_loss")
+        statics = [a for a in val.columns if a.startswith("static:")]
+        best = min(statics, key=lambda a: (val[a].mean(), a))
+        out[seg] = (best, statics, test)
+    return out

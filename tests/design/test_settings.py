@@ -5,42 +5,13 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from dropout_decay.cli import main as cli
 from dropout_decay.common.errors import UsageError
 from dropout_decay.design.settings import Settings, check
 from dropout_decay.model.schedules import parse_decay
-from tests.conftest import TEST_VOCAB, TRAIN
-
-CAPS = [3000, 6000, 12000]
-
-
-def stream_file(tmp_path, cache_dir, claims=True) -> str:
-    lines = ['stage = "stream"', 'device = "cpu"', "use_cached_data = true", f'cache_dir = "{cache_dir}"',
-             f"vocab_size = {TEST_VOCAB}", 'models = ["winner=1x2x32"]', "seeds = [1, 2]", "order_seeds = [0, 1]",
-             "dropout_rates = [0.0, 0.1]", 'decays = ["cos:0.3:0.1:cosine", "early:0.1:0:linear:0.25"]',
-             f"stream_token_caps = {CAPS}", "stage_steps = 10", "fixed_pool_controls = true", "matched_statics = true",
-             "batch_size = 4", "seq_len = 32", "eval_batches = 2", "eval_every = 5", "log_every = 5"]
-    if claims:
-        lines += ["[claims]", 'primary = ["cos beats every static at last", "cos helps more as data grows at last", '
-                  '"early beats static:0 at 6000"]']
-    path = tmp_path / "evidence.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def evidence_stream(cache_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("evidence")
-    out = tmp / "run"
-    assert cli.main(["run", stream_file(tmp, cache_dir), "--output-dir", str(out)]) == 0
-    return out
-
-
-def metrics(out) -> pd.DataFrame:
-    return pd.DataFrame([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+from tests.conftest import CAPS, TEST_VOCAB, TRAIN, metrics
 
 
 def test_the_stream_grid_holds_every_arm_its_fixed_twin_and_matched_statics(evidence_stream):

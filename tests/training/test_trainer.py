@@ -23,10 +23,7 @@ from dropout_decay.training.trainer import (
     accumulate,
     train,
 )
-from tests.conftest import TEST_VOCAB
-
-CAPS = [3000, 6000, 12000]
-
+from tests.conftest import CAPS, TEST_VOCAB
 
 MICRO_CFG = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=5, eval_batches=2, eval_every=10, log_every=5)
 
