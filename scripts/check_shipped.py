@@ -2,7 +2,7 @@
 does what its file says: the quickstart and probe_smoke finish with an answer (probe_smoke with a
 law a calibrated arm can follow), workflow_smoke reaches the stream, each within the time its
 file's first lines state. Too long for the test suite (about ten minutes on 2 cores), so a script;
-tests/test_workflow.py runs the same machinery on the test corpus.
+tests/cli/test_workflow.py runs the same machinery on the test corpus.
 
     .venv/bin/python scripts/check_shipped.py [--keep DIR]
 """

@@ -28,7 +28,7 @@ from dropout_decay.cli import main as cli
 from dropout_decay.data.build import build_cache
 from dropout_decay.data.cache import load_cache
 from dropout_decay.data.corpus import load_corpus
-from dropout_decay.design.settings import Settings, check
+from dropout_decay.design import Settings, check
 from dropout_decay.sweep.provenance import build_config
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url
 from dropout_decay.training.device import select_device

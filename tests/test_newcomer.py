@@ -67,7 +67,7 @@ def tiny_screen(cache_dir, out, *extra):
 
 def test_a_run_worse_than_a_uniform_guess_fails_as_diverged_and_publishes_no_optimum(cache_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(tiny_screen(cache_dir, out, "--lr", "5", "--grad-clip", "0")) == 0
+    assert cli.main(tiny_screen(cache_dir, out, "--lr", "5", "--grad-clip", "0")) == 1  # failed points end a run loudly
     err = capsys.readouterr().err
     study = optuna.load_study(study_name=optuna.get_all_study_names(f"sqlite:///{out / 'study.db'}")[0],
                               storage=f"sqlite:///{out / 'study.db'}")
@@ -77,6 +77,7 @@ def test_a_run_worse_than_a_uniform_guess_fails_as_diverged_and_publishes_no_opt
     assert all(float(r.split("validation loss ")[1].split()[0]) > math.log(TEST_VOCAB) for r in reasons)
     assert "optimum at p=" not in err and "dropout does not help" not in err
     assert "answer: no point has completed" in err
+    assert "failed: 3 point(s), first trial 0" in err and "try a lower --lr, then rerun with --retry-failed" in err
     assert not (out / "model_selection.csv").exists() or "optimum" not in (out / "model_selection.csv").read_text()
 
 

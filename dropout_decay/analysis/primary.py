@@ -1,4 +1,4 @@
-"""Judge the primary claims a stream declared before it trained (sweep/declared.py).
+"""Judge the primary claims a stream declared before it trained (design/declared.py).
 
 Each claim is one test on the judged metric (test loss), at the cap it names:
 * `every_static`: the intersection-union p of the claims table (its largest pairwise p);

@@ -15,8 +15,9 @@
     cache [--corpus ...]                build (or check) the token cache only
 
 RUN_DIR may be replaced by `--storage URL --study NAME` for any Optuna RDB storage.
-Bad input prints one line and exits 2; Ctrl-C marks the running point failed ('interrupted'),
-writes the artefacts and exits 130; the next run resumes it.
+Bad input prints one line and exits 2; a run in which points failed writes what finished, names
+each kind of failure and exits 1; Ctrl-C marks the running point failed ('interrupted'), writes
+the artefacts and exits 130; the next run resumes it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 
 from ..analysis import claims
-from ..common import Stage, UsageError, check_output_dir, log, write_json
+from ..common import Stage, check_output_dir, log, write_json
 from ..design import WorkflowFile, best_candidate, derived_stream_arms, load_workflow, lock_record, lowest_loss
 from ..model import formula
 from ..report import index_figures, write_index

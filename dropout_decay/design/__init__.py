@@ -5,11 +5,12 @@ training and below.
 
 The names below are what the subpackage offers the others, which import them from here."""
 
+from .checks import check
 from .declared import parse_claim
 from .handoff import best_candidate, lock_model, lock_record, lowest_loss
 from .plan import ORDER, WorkflowFile, derived_stream_arms, load_workflow
 from .scale import side_by_side
-from .settings import STUDIES_DIR, Settings, check, mean_rates, resolve
+from .settings import STUDIES_DIR, Settings, mean_rates, resolve
 from .studyfiles import STAGE_ONLY, applies, load_study_file
 
 __all__ = [

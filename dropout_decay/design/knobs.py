@@ -3,10 +3,11 @@ config that lacks it ran with.
 
 A study's fingerprint (settings.py) says which stored study a command continues, so it must never
 move under a study that exists. The rule that guarantees it: a knob recorded since the first
-fingerprint (0.3) is always in it; any knob added later is left out whenever it holds its
-`absent` value, which is the field's default unless the table says otherwise. A knob added with
-its default therefore leaves every stored fingerprint as it was, by construction; a knob that
-does not shape results (where the cache lies, how many threads) is not in the identity at all.
+fingerprint (0.3) is always in it; any other knob is left out whenever it holds its `absent`
+value, which is the field's default unless its row says otherwise. A knob with no row is such a
+later knob, so a new one (a field with a default in Settings or TrainConfig) leaves every stored
+fingerprint as it was by construction, with nothing to add here; a knob that does not shape
+results (where the cache lies, how threads are used) gets a row saying so.
 tests/design/test_knobs.py checks that the table covers every field and that every study under
 docs/results/ keeps its fingerprint.
 """
@@ -31,15 +32,13 @@ class Knob:
 FIRST = Knob(since_first=True)
 WHERE = Knob(identity=False)  # where things lie, not what was run
 
-# Settings (design/settings.py). A knob added later gets a row of its own (default: Knob()).
+# Settings (design/settings.py). A field without a row is a later knob: Knob().
 SETTINGS = {
     **dict.fromkeys(("stage", "models", "seeds", "dropout_rates", "token_limits", "steps", "passes",
                      "stream_token_caps", "decays", "stage_steps", "train", "plateau_delta", "vocab_size",
                      "document_order", "order_seed", "text_field", "device", "grid_seed", "calibrations"), FIRST),
     **dict.fromkeys(("cache_dir", "use_cached_data", "corpus", "corpus_glob", "lock_from"), WHERE),
     "splits": Knob(absent=LEGACY_SPLITS),  # 0.3 had no test split
-    "order_seeds": Knob(), "fixed_pool_controls": Knob(), "matched_statics": Knob(), "claims": Knob(),
-    "memory_budget": Knob(),
 }
 
 # The training knobs (training/trainer.py TrainConfig), stored under `train`.
@@ -47,8 +46,8 @@ TRAINING = {
     **dict.fromkeys(("batch_size", "seq_len", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
                      "eval_batches", "eval_every", "log_every"), FIRST),
     "dropout_masks": Knob(absent=LEGACY_MASKS),  # 0.2's masks, before the setting existed
-    "micro_batch": Knob(),
 }
+LATER = Knob()
 
 
 def absent_value(knob: Knob, default):
@@ -59,7 +58,7 @@ def identity(values: dict, table: dict[str, Knob], defaults: dict) -> dict:
     """The knobs of `values` that make up a study's identity, by the rule in the module doc."""
     out = {}
     for name, value in values.items():
-        knob = table[name]
+        knob = table.get(name, LATER)
         if knob.identity and (knob.since_first or value != absent_value(knob, defaults[name])):
             out[name] = value
     return out
@@ -67,4 +66,5 @@ def identity(values: dict, table: dict[str, Knob], defaults: dict) -> dict:
 
 def stored_defaults(table: dict[str, Knob], defaults: dict) -> dict:
     """What a stored config made before a knob existed means by its absence."""
-    return {name: absent_value(table[name], default) for name, default in defaults.items() if not table[name].since_first}
+    return {name: absent_value(table.get(name, LATER), default) for name, default in defaults.items()
+            if not table.get(name, LATER).since_first}

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common import Stage, UsageError, WORKFLOW_ORDER
-from .settings import Settings, check
+from .checks import check
+from .settings import Settings
 from .studyfiles import file_keys, read_toml, refuse_foreign
 
 ORDER = WORKFLOW_ORDER

@@ -14,17 +14,14 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..common import Stage, UsageError, check_kinds, stage_of
+from ..common import Stage, UsageError, stage_of
 from ..data import DEFAULT_CACHE_DIR, DEFAULT_VOCAB, DataSource, Layout, TokenCache
 from ..model import (
     Arm,
     ModelSpec,
-    check_rate,
-    is_calibrated,
     is_twin,
     parse_decays,
     parse_model_spec,
-    read_calibration,
     static,
 )
 from ..training import Segment, TrainConfig
@@ -35,10 +32,6 @@ DEFAULT_STATIC_RATES = [0.0, 0.02, 0.05, 0.08, 0.10, 0.14, 0.20, 0.30, 0.50]
 DEFAULT_STREAM_RATES = [0.0, 0.10, 0.14, 0.20]
 DEFAULT_DECAYS = ["decay_030_to_014:0.30:0.14:cosine", "decay_020_to_010:0.20:0.10:cosine"]
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-SEED_MAX = 2**63 - 1  # numpy's generators take no negative seed, torch and SQLite none wider than 64 bits
-GRID_SEED_MAX = 2**32 - 1  # GridSampler draws its order with numpy's RandomState
-VOCAB_RANGE = (258, 65536)  # the 256 bytes and BOS at least; ids stored as uint16
-MAX_STEPS = 10**9  # a point of more steps than this would not end
 
 
 def field_defaults(cls) -> dict:
@@ -158,142 +151,6 @@ class Settings:
         shaping["train"] = identity(shaping["train"], TRAINING, field_defaults(TrainConfig))
         blob = json.dumps({"settings": shaping, "data": data_identity}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _positive(name: str, value) -> None:
-    if value <= 0:
-        raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
-def check(s: Settings, explicit: frozenset[str] | set[str] = frozenset()) -> Settings:
-    """Fill the defaults that need no data and refuse bad input, one problem at a time.
-    `explicit`: the settings the user gave (a default warm-up adapts to a short run; a given one
-    longer than the run is refused)."""
-    check_kinds(s, skip={"train", "fixed_pool_controls", "claims", "calibrations"})
-    seeds, rates = _checked_grid(s)
-    _check_numbers(s)
-    s = _checked_twins(s)
-    _check_limits(s)
-    _check_steps(s, "warmup_steps" in explicit)
-    calibrations = _checked_stream(s) if s.stage.is_stream else s.calibrations
-    return replace(s, seeds=list(seeds), dropout_rates=rates, calibrations=calibrations)
-
-
-def _checked_grid(s: Settings) -> tuple[list[int], list[float]]:
-    """The grid's factors: distinct model labels, seeds (a confirm's exactly 3), distinct rates."""
-    labels = [m.label for m in s.specs()]
-    if len(set(labels)) != len(labels):
-        raise UsageError(f"model labels repeat: {' '.join(s.models)}")
-    seeds = s.seeds if s.seeds is not None else s.stage.default_seeds
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds must be distinct integers, got {seeds}")
-    _check_seeds("--seeds", seeds, SEED_MAX)
-    if s.stage.exact_seeds and len(seeds) != s.stage.exact_seeds:
-        raise UsageError(f"{s.stage} needs exactly {s.stage.exact_seeds} seeds, got {len(seeds)}: {' '.join(map(str, seeds))}")
-    rates = s.dropout_rates if s.dropout_rates is not None else (
-        DEFAULT_STREAM_RATES if s.stage.is_stream else DEFAULT_STATIC_RATES)
-    rates = [check_rate(p) for p in rates]
-    if len(set(rates)) != len(rates):
-        raise UsageError(f"--dropout-rates repeat a value: {rates}")
-    if not s.stage.is_stream and len(rates) < 3:
-        raise UsageError("a static sweep needs at least 3 dropout rates to locate an interior optimum")
-    return seeds, rates
-
-
-def _check_seeds(flag: str, seeds: list[int], top: int) -> None:
-    bad = [x for x in seeds if not 0 <= x <= top]
-    if bad:
-        raise UsageError(f"{flag} must lie in 0..{top:,} (the range every generator it seeds accepts), got {bad[0]:,}")
-
-
-def _check_numbers(s: Settings) -> None:
-    for name in ("steps", "stage_steps", "vocab_size"):
-        _positive(name, getattr(s, name))
-    if not VOCAB_RANGE[0] <= s.vocab_size <= VOCAB_RANGE[1]:
-        raise UsageError(f"--vocab-size must lie in {VOCAB_RANGE[0]}..{VOCAB_RANGE[1]} (the 256 bytes and BOS at least; "
-                         f"ids are stored as uint16), got {s.vocab_size:,}")
-    _check_seeds("--order-seed", [s.order_seed], SEED_MAX)
-    _check_seeds("--grid-seed", [s.grid_seed], GRID_SEED_MAX)
-    if s.order_seeds:
-        _check_seeds("--order-seeds", s.order_seeds, SEED_MAX)
-    s.train.check()
-    if s.memory_budget is not None and not s.memory_budget > 0:
-        raise UsageError(f"--memory-budget must be a positive number of GiB, got {s.memory_budget}")
-    if s.plateau_delta < 0:
-        raise UsageError(f"--plateau-delta must not be negative, got {s.plateau_delta}")
-    layout = Layout(s.document_order, s.order_seed, s.splits)  # refuses an unknown order or split
-    if s.order_seeds is not None:
-        if not s.order_seeds or len(set(s.order_seeds)) != len(s.order_seeds):
-            raise UsageError(f"--order-seeds must be distinct integers, got {s.order_seeds}")
-        if layout.order == "as-is":
-            raise UsageError("--order-seeds reshuffle the training documents; a corpus kept --document-order as-is "
-                             "has no other order (drop --order-seeds, or use the shuffled order)")
-
-
-def _checked_twins(s: Settings) -> Settings:
-    """Fixed-pool twins: the flag absent or given without names means none or every arm; the
-    stream's own settings are refused on other stages."""
-    twins = s.fixed_pool_controls
-    if twins is None or twins == []:
-        s = replace(s, fixed_pool_controls=twins == [])
-    elif not isinstance(twins, bool) and not (isinstance(twins, list) and all(isinstance(a, str) for a in twins)):
-        raise UsageError(f"fixed_pool_controls must be true, false or a list of arm names, got {twins!r}")
-    if not s.stage.is_stream:
-        for name in ("fixed_pool_controls", "matched_statics", "claims"):
-            if getattr(s, name):
-                raise UsageError(f"{name.replace('_', '-')} applies to a stream, not to {s.stage}")
-    return s
-
-
-def _check_limits(s: Settings) -> None:
-    for name in ("token_limits", "stream_token_caps"):
-        values = getattr(s, name)
-        if values is not None and (not values or min(values) <= 0):
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {values}")
-    if s.stream_token_caps and sorted(set(s.stream_token_caps)) != s.stream_token_caps:
-        raise UsageError(f"--stream-token-caps must increase strictly, got {s.stream_token_caps}")
-    if s.stage.is_stream and s.stream_token_caps is not None and len(s.stream_token_caps) < 2:
-        raise UsageError(f"a stream needs at least 2 --stream-token-caps (it follows the arms as the data grows), got "
-                         f"{s.stream_token_caps}; one token limit is a screen's")
-    if s.stage is Stage.PROBE:
-        if s.passes is None or not s.passes > 0:
-            raise UsageError(f"probe needs --passes, a positive number of passes over each token limit (got {s.passes})")
-        if not s.token_limits or len(s.token_limits) < 3 or sorted(set(s.token_limits)) != s.token_limits:
-            raise UsageError(f"probe needs at least 3 increasing --token-limits (its nested caps), got {s.token_limits}")
-
-
-def _check_steps(s: Settings, warmup_given: bool) -> None:
-    """No point so long it would not end; a warm-up the user set shorter than what it warms (the
-    first segment of a stream). The default warms at most a tenth of any run (trainer.lr_at)."""
-    if s.stage is Stage.PROBE:
-        runs, what = [s.steps_for(n) for n in s.token_limits], "--passes over the smallest token limit"
-    elif s.stage.is_stream:
-        runs, what = [s.stage_steps] * len(s.stream_token_caps or [0] * 4), "--stage-steps of the first segment"
-    else:
-        runs, what = [s.steps], "--steps"
-    if sum(runs) > MAX_STEPS:
-        raise UsageError(f"a point of {sum(runs):,} steps would not end; at most {MAX_STEPS:,}")
-    if warmup_given and s.train.warmup_steps >= min(runs):
-        raise UsageError(f"--warmup-steps {s.train.warmup_steps:,} must be shorter than the {min(runs):,} steps it warms "
-                         f"({what}); lower it, or leave it out (the default warms at most a tenth of the run)")
-
-
-def _checked_stream(s: Settings) -> dict | None:
-    """A stream's decays parse (each calibrated one's law read once), its claims name known
-    arms, and its one model is locked. Returns the laws the calibrated decays follow."""
-    calibrations = {**(s.calibrations or {})}
-    for text in s.decays:
-        if is_calibrated(text) and text.split(":", 1)[0] not in calibrations:
-            calibrations[text.split(":", 1)[0]] = read_calibration(text)
-    calibrations = calibrations or None
-    parse_decays(s.decays, calibrations)
-    check_claims(s.claims, None, s.stream_token_caps, s.twinned)  # the arms: once they are known
-    if len(s.models) != 1:
-        raise UsageError(f"stream locks exactly one model, got {len(s.models)}: {' '.join(s.models)}")
-    if not s.specs()[0].alias and not s.lock_from:
-        raise UsageError(f"stream needs a locked model: pass --models winner={s.specs()[0].shape} "
-                         "or --lock-from CONFIRM_RUN_DIR")
-    return calibrations
 
 
 def resolve(s: Settings, cache: TokenCache) -> Settings:

@@ -5,7 +5,15 @@ alone. May import: design and below.
 The names below are what the subpackage offers the others, which import them from here."""
 
 from .attachments import ARTIFACTS, attach_study
-from .estimate import check_fits, describe_estimate, grid_seconds, micro_batches, peak_memory, per_step_text, step_seconds
+from .estimate import (
+    check_fits,
+    describe_estimate,
+    grid_seconds,
+    micro_batches,
+    peak_memory,
+    per_step_text,
+    step_seconds,
+)
 from .grid import first_complete, grid_status
 from .objective import PointRunner
 from .optuna_internals import storage_of

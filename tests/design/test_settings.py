@@ -9,7 +9,7 @@ import pytest
 
 from dropout_decay.cli import main as cli
 from dropout_decay.common.errors import UsageError
-from dropout_decay.design.settings import Settings, check
+from dropout_decay.design import Settings, check
 from dropout_decay.model.schedules import parse_decay
 from tests.conftest import CAPS, TEST_VOCAB, TRAIN, metrics
 

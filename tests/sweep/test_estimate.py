@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from dropout_decay.common.errors import UsageError
-from dropout_decay.design.settings import Settings, check
+from dropout_decay.design import Settings, check
 from dropout_decay.model.gpt import parse_model_spec
 from dropout_decay.sweep.estimate import micro_batches
 from dropout_decay.training.memory import step_bytes

@@ -6,7 +6,7 @@ import sys
 
 from dropout_decay.cli import main as cli
 from dropout_decay.data.cache import load_cache
-from dropout_decay.design.settings import Settings, check
+from dropout_decay.design import Settings, check
 from dropout_decay.sweep.provenance import build_config
 from dropout_decay.sweep.runner import print_status
 from dropout_decay.sweep.storage import open_storage, open_study, sqlite_url

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from dropout_decay.cli import main as cli
 from dropout_decay.data.cache import load_cache
-from dropout_decay.design.settings import Settings, check
+from dropout_decay.design import Settings, check
 from dropout_decay.sweep import cpu, recovery
 from dropout_decay.sweep import runner as runner_module
 from dropout_decay.sweep.objective import PointRunner

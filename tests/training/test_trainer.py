@@ -157,7 +157,7 @@ def test_non_finite_loss_stops_the_run(cache, monkeypatch):
 
 
 def test_the_smallest_valid_settings_are_accepted():
-    TrainConfig(batch_size=1, seq_len=1, eval_batches=1, log_every=1, warmup_steps=0, eval_every=0,
+    TrainConfig(batch_size=1, seq_len=2, eval_batches=1, log_every=1, warmup_steps=0, eval_every=0,
                 weight_decay=0.0, grad_clip=0.0, min_lr_ratio=0.0).check()
     TrainConfig(min_lr_ratio=1.0).check()
 
