@@ -77,7 +77,7 @@ def test_a_run_worse_than_a_uniform_guess_fails_as_diverged_and_publishes_no_opt
     assert all(float(r.split("validation loss ")[1].split()[0]) > math.log(TEST_VOCAB) for r in reasons)
     assert "optimum at p=" not in err and "dropout does not help" not in err
     assert "answer: no point has completed" in err
-    assert "failed: 3 point(s), first trial 0" in err and "try a lower --lr, then rerun with --retry-failed" in err
+    assert "failed: 3 point(s), first trial 0" in err and "try a lower --lr; then rerun with --retry-failed" in err
     assert not (out / "model_selection.csv").exists() or "optimum" not in (out / "model_selection.csv").read_text()
 
 

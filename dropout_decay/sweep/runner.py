@@ -100,6 +100,9 @@ def failure_lines(study: optuna.Study) -> list[str]:
         reason = str(first.user_attrs.get("fail_reason", "worker lost"))
         fix = next((f for start, f in FIXES if reason.startswith(start)),
                    "fix the cause (`status` lists every failed point), then rerun with --retry-failed")
+        advice = fix.split(", then ")[0]
+        if advice in reason:  # the reason gives the advice already: only the way on is left to say
+            fix = fix[len(advice) + 2:]
         lines.append(f"failed: {len(trials)} point(s), first trial {first.number} ({describe_point(first.params)}): "
                      f"{reason}; {fix}")
     return lines
