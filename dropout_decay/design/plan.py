@@ -61,7 +61,7 @@ def check_stages(wf: WorkflowFile) -> Settings:
     settings, whose models are the largest any stage trains."""
     screen = wf.settings(Stage.SCREEN, {})
     winner = {"models": [f"winner={screen.specs()[0].shape}"]}
-    wf.settings(Stage.CONFIRM, winner | {"token_limits": (screen.token_limits or [None])[:1] if screen.token_limits else None,
+    wf.settings(Stage.CONFIRM, winner | {"token_limits": screen.token_limits[:1] if screen.token_limits else None,
                                          "dropout_rates": screen.dropout_rates})
     if Stage.PROBE in wf.tables:
         wf.settings(Stage.PROBE, winner | {"dropout_rates": screen.dropout_rates})

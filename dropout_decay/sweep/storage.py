@@ -45,15 +45,23 @@ def _sqlite_wal(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_header(path: Path) -> bytes:
+    """The first 16 bytes of a file: SQLITE_HEADER in a SQLite database, nothing in an empty file."""
+    with open(path, "rb") as f:
+        return f.read(16)
+
+
 def check_storage_file(path: Path) -> None:
     """Refuse a path that does not hold an Optuna SQLite storage, reading it only."""
     if not path.is_file():
         raise UsageError(f"no storage file at {path}")
-    with open(path, "rb") as f:
-        header = f.read(16)
+    header = sqlite_header(path)
     if not header:
         raise UsageError(f"{path} is empty, not a study storage; point at a run folder's study.db")
-    if header != b"SQLite format 3\x00":
+    if header != SQLITE_HEADER:
         raise UsageError(f"{path} is not a SQLite file, so not a study storage")
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
@@ -117,7 +125,7 @@ def check_writable(path: Path) -> None:
 
 
 def _check_unlocked(path: Path, where: str) -> None:
-    if check_header(path) is not None:
+    if sqlite_header(path) not in (SQLITE_HEADER, b""):
         return  # not a SQLite file: opening it says so
     try:
         wait = lock_probe_seconds()
@@ -139,15 +147,6 @@ def check_url(url: str) -> None:
     path = sqlite_path(url)
     if path is not None:
         check_writable(path)
-
-
-def check_header(path: Path) -> str | None:
-    """Why `path` is not a SQLite file (None when it is one, or empty)."""
-    with open(path, "rb") as f:
-        header = f.read(16)
-    if header and header != b"SQLite format 3\x00":
-        return "not a SQLite file"
-    return None
 
 
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, must_exist: bool = False) -> RDBStorage:
