@@ -39,7 +39,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")  # one thread each: several workers 
 COMPARED = ("summary.csv", "summary.json", "model_selection.csv", "model_selection.json")
 
 
-def grid(cache_dir, steps=400):
+def grid(cache_dir, steps=200):
     """9 points: 3 seeds x 3 rates of a tiny model."""
     return ["--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size", str(TEST_VOCAB),
             "--models", "1x2x32", "--seeds", "1", "2", "3", "--dropout-rates", "0", "0.1", "0.3",
@@ -142,7 +142,7 @@ def test_three_workers_on_postgres_match_a_single_sqlite_run(cache_dir, tmp_path
 def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir, tmp_path, backend, request):
     url = request.getfixturevalue("postgres_url") if backend == "postgresql" else sqlite_url(tmp_path / "run")
     (tmp_path / "run").mkdir()
-    first = spawn("screen", *grid(cache_dir, steps=600), "--storage", url, "--study-name", "grid",
+    first = spawn("screen", *grid(cache_dir, steps=400), "--storage", url, "--study-name", "grid",
                   "--output-dir", tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "study.db").exists() or backend == "postgresql", "the storage", [first])
     wait_for(lambda: exists(url), "the study", [first])
