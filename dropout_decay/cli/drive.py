@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -58,6 +58,7 @@ class StagePlan:
     resolved: Resolved | None = None  # None: the stored study's own settings and data
     root: Path | None = None  # the run folder holding plotly.js and the artifact store (default: out)
     threads: int | None = None
+    compile: str | None = None  # instead of the settings' (worker: this machine's choice)
     retry_failed: bool = False  # also re-queue points that failed deterministically
     cache_dir: str | None = None  # a stored study's data on this machine (default: the study's own)
     export_first: bool = False  # write the artefacts of what is stored before training
@@ -99,8 +100,6 @@ def resolve_stage(s, device, command: str, lock: dict | None = None, threads: in
 def stored_stage(study, device=None, cache_dir: str | None = None) -> Resolved:
     """A stored study's own settings and its data on this machine: the local cache, else one built
     from the study's corpus; refused unless it is exactly the data the study began with."""
-    from dataclasses import replace
-
     from ..common import UsageError
     from ..data import load_cache, prepare_cache
     from ..design import Settings
@@ -141,7 +140,8 @@ def run_stage(plan: StagePlan) -> StageResult:
     if plan.export_first:
         export(study, plan.out, plan.root)
     t0 = time.perf_counter()
-    code = drive(study, resolved.settings, resolved.cache, plan.device.name, plan.out, plan.threads, plan.root)
+    settings = replace(resolved.settings, compile=plan.compile) if plan.compile else resolved.settings
+    code = drive(study, settings, resolved.cache, plan.device.name, plan.out, plan.threads, plan.root)
     return StageResult(study, resolved.settings, code, grid_status(study, study.sampler.size), time.perf_counter() - t0)
 
 

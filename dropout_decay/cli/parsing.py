@@ -40,9 +40,22 @@ def add_run_flags(ap: argparse.ArgumentParser) -> None:
                                      "postgresql://... lets several machines work one grid")
     g.add_argument("--study-name", help="study name (default <stage>-<fingerprint>)")
     g.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help=f"seconds between worker heartbeats (default {HEARTBEAT_S})")
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    add_machine_flags(g, compile_default="auto")
     g.add_argument("--retry-failed", action="store_true", help="also re-queue points that failed deterministically (e.g. diverged)")
     g.add_argument("--dry-run", action="store_true", help="print the grid size and a time estimate, run nothing")
+
+
+def add_machine_flags(g, compile_default: str | None = None) -> None:
+    """How this machine trains, never what: every command that trains takes them. A stage's
+    --compile fills its setting (default auto); on workflow, worker and replay it overrides
+    the file's or the stored study's."""
+    from ..training import COMPILE_MODES
+
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    g.add_argument("--compile", choices=COMPILE_MODES, default=compile_default,
+                   help="compiled training steps: auto (default) compiles where a point's first steps say it pays, "
+                        "never on MPS; on always; off never. The same numbers to rounding, not part of a study's identity"
+                        if compile_default else "override the compile setting of the file or the stored study: auto, on or off")
 
 
 def stage_parser(stage: str, prog: str) -> Parser:

@@ -8,9 +8,11 @@ import json
 import shlex
 from pathlib import Path
 
+from dataclasses import replace
+
 from ..common import Stage, UsageError
 from .drive import Resolved, StagePlan, run_stage, runs_dir, stored_stage
-from .parsing import Parser, check_run_flags, prog
+from .parsing import Parser, add_machine_flags, check_run_flags, prog
 
 
 def tool_parser(command: str, doc: str) -> Parser:
@@ -89,7 +91,7 @@ def join(command: str, rest: list[str]) -> int:
     ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
     ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
                     help=f"seconds between heartbeats; a point silent for twice this is retried (default {HEARTBEAT_S})")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    add_machine_flags(ap)
     ap.add_argument("--cache-dir", help="token cache on this machine (default: the study's; built from its corpus if missing)")
     args = ap.parse_args(rest)
     check_run_flags(args)
@@ -98,7 +100,7 @@ def join(command: str, rest: list[str]) -> int:
     run = Path(args.run_dir) if args.run_dir else None
     root = run if run and stage_folder(run, study.study_name) else None  # a workflow stage: the workflow's store
     return run_stage(StagePlan(storage_of(study), storage_url(args), study.study_name, out, device, command, root=root,
-                               threads=args.threads, cache_dir=args.cache_dir)).code
+                               threads=args.threads, cache_dir=args.cache_dir, compile=args.compile)).code
 
 
 def replay(rest: list[str], argv: list[str]) -> int:
@@ -114,11 +116,12 @@ def replay(rest: list[str], argv: list[str]) -> int:
     ap.add_argument("--arms", nargs="+", help="stream: replay only these arms (static:0.1, decay names)")
     ap.add_argument("--dropout-rates", nargs="+", type=float, help="static sweeps: replay only these rates")
     ap.add_argument("--device", help="run on another device than the stored one (then expect differences)")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    add_machine_flags(ap)
     args = ap.parse_args(rest)
     study, out = locate(args)
     config = load_config(study)
     s = replay_settings(config, args.seeds, args.models, args.arms, args.dropout_rates, args.device)
+    s = replace(s, compile=args.compile or s.compile)
     device = select_device(s.device)
     cache = stored_stage(study).cache  # the original's data, checked
     check_fits(s, cache.manifest["vocab_size"], device.name)
@@ -129,9 +132,7 @@ def replay(rest: list[str], argv: list[str]) -> int:
     done = run_stage(StagePlan(storage_of(study), storage_url(args), name, folder, device, label, Resolved(s, cache, new),
                                threads=args.threads))
     rows = replay_rows(study, done.study)
-    same, worst = replay_summary(rows)
-    print(f"replay {name}: {same}/{len(rows)} points bitwise identical, largest |delta val loss| {worst:.3g}; "
-          f"per point in {folder / 'replay.csv'}")
+    print(f"replay {name}: {replay_summary(rows)}; per point in {folder / 'replay.csv'}")
     return done.code
 
 

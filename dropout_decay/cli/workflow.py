@@ -27,7 +27,7 @@ from ..sweep import HEARTBEAT_S, check_fits, open_storage, sqlite_url
 from ..training import select_device
 from .drive import StagePlan, StageResult, new_run_dir, resolve_stage, run_stage, runs_dir
 from .dryrun import print_plan
-from .parsing import Parser, check_run_flags, prog
+from .parsing import Parser, add_machine_flags, check_run_flags, prog
 
 ADVICE = ["more steps per token (a larger `steps`, or smaller `token_limits`, in the file's [screen]) so the models overfit",
           "a larger model, which overfits a fixed token limit sooner",
@@ -42,7 +42,7 @@ def workflow_command(rest: list[str], argv: list[str]) -> int:
     ap.add_argument("--output-dir", help="the workflow folder (default: the previous run of this file, else runs/<name>-<time>)")
     ap.add_argument("--storage", help="Optuna storage URL for every stage (default: sqlite:///<output-dir>/study.db)")
     ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help=f"seconds between worker heartbeats (default {HEARTBEAT_S})")
-    ap.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
+    add_machine_flags(ap)
     ap.add_argument("--device", help="mps, cpu or cuda for every stage, instead of the file's [workflow] device "
                                       "(stages already begun keep the device they were created with)")
     ap.add_argument("--retry-failed", action="store_true", help="also re-queue points that failed deterministically (e.g. diverged)")
@@ -50,8 +50,9 @@ def workflow_command(rest: list[str], argv: list[str]) -> int:
     args = ap.parse_args(rest)
     check_run_flags(args)
     wf = load_workflow(args.config)
-    if args.device:
-        wf = replace(wf, shared={**wf.shared, "device": args.device})
+    for key in ("device", "compile"):  # this machine's choice, for every stage
+        if getattr(args, key):
+            wf = replace(wf, shared={**wf.shared, key: getattr(args, key)})
     screen = wf.check_stages()  # every table, with placeholders for what the stages will hand over
     check_fits(screen, screen.vocab_size, screen.device)  # before a folder, a storage or the data is made
     if args.dry_run:

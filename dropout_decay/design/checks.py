@@ -9,6 +9,7 @@ from dataclasses import replace
 from ..common import Stage, UsageError, check_kinds
 from ..data import Layout
 from ..model import check_rate, is_calibrated, parse_decays, read_calibration
+from ..training import COMPILE_MODES
 from .declared import check_claims
 from .settings import DEFAULT_STATIC_RATES, DEFAULT_STREAM_RATES, Settings
 
@@ -75,6 +76,8 @@ def _check_numbers(s: Settings) -> None:
     if s.order_seeds:
         _check_seeds("--order-seeds", s.order_seeds, SEED_MAX)
     s.train.check()
+    if s.compile not in COMPILE_MODES:
+        raise UsageError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {s.compile!r}")
     if s.memory_budget is not None and not s.memory_budget > 0:
         raise UsageError(f"--memory-budget must be a positive number of GiB, got {s.memory_budget}")
     if s.plateau_delta < 0:

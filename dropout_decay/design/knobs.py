@@ -31,6 +31,7 @@ class Knob:
 
 FIRST = Knob(since_first=True)
 WHERE = Knob(identity=False)  # where things lie, not what was run
+HOW = Knob(identity=False)  # how the same numbers are computed (to rounding), like the thread count
 
 # Settings (design/settings.py). A field without a row is a later knob: Knob().
 SETTINGS = {
@@ -39,6 +40,7 @@ SETTINGS = {
                      "document_order", "order_seed", "text_field", "device", "grid_seed", "calibrations"), FIRST),
     **dict.fromkeys(("cache_dir", "use_cached_data", "corpus", "corpus_glob", "lock_from"), WHERE),
     "splits": Knob(absent=LEGACY_SPLITS),  # 0.3 had no test split
+    "compile": HOW,  # a study begun eager resumes compiled
 }
 
 # The training knobs (training/trainer.py TrainConfig), stored under `train`.

@@ -77,6 +77,7 @@ class Settings:
     matched_statics: bool = False  # stream: a static arm at each decay's time-averaged rate
     claims: dict | None = None  # stream: {"primary": [...]}, declared before the first trial (declared.py)
     memory_budget: float | None = None  # GiB a training step may take: picks each model's micro-batch (estimate.py)
+    compile: str = "auto"  # auto, on or off: compiled training steps (training/compiled.py); not the study's identity
 
     def __post_init__(self):
         object.__setattr__(self, "stage", stage_of(self.stage))  # a stored or typed name becomes the type

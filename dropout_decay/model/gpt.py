@@ -36,22 +36,24 @@ keys kept; a query always keeps itself, so no row is empty. nanoGPT instead zero
 after the softmax and rescales by 1/(1-p), which no fused attention kernel supports: on a CPU
 it fell back to unfused attention and made p = 0.1 cost 33-46% more per step
 (scripts/bench_train.py). Masking keys keeps the fused kernel, with the same mask rate.
-How masks are drawn (two recorded forms, same statistics) is in masks.py.
+How masks are drawn (two recorded forms, same statistics) is in masks.py. Compiled, the forward
+takes them drawn beforehand (`Drawn`, training/compiled.py) and never reads the rate.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from ..common import UsageError
-from .masks import DEFAULT_MASKS, drop, keep_keys
+from .masks import DEFAULT_MASKS, Drawn, drop, keep_keys
 
 SOFTCAP = 15.0
 ROPE_BASE = 10_000
@@ -125,6 +127,17 @@ def attend_dropping_keys(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep
     return checkpoint(_masked_attention, q, k, v, keep, use_reentrant=False, preserve_rng_state=False)
 
 
+def _recompute_all_but_attention(ctx, op, *args, **kwargs):
+    return CheckpointPolicy.MUST_SAVE if "scaled_dot_product" in str(op) else CheckpointPolicy.MUST_RECOMPUTE
+
+
+def attend_saving_only_the_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The compiled path's masked attention: backward keeps the boolean mask and the attention's
+    own outputs, and rebuilds the float mask from the boolean one (selective checkpointing)."""
+    return checkpoint(_masked_attention, q, k, v, keep, use_reentrant=False, preserve_rng_state=False,
+                      context_fn=partial(create_selective_checkpoint_contexts, _recompute_all_but_attention))
+
+
 class Attention(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -133,12 +146,15 @@ class Attention(nn.Module):
         self.c_qkv = nn.Linear(spec.width, 3 * spec.width, bias=False)
         self.c_proj = nn.Linear(spec.width, spec.width, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, p: float, masks: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, p: float, masks: int,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.c_qkv(x).view(B, T, 3 * self.heads, self.head_dim)
         qk = norm(rotate(qkv[:, :, : 2 * self.heads], cos, sin))  # rotary, then QK norm, as nanochat
         q, k, v = (t.transpose(1, 2) for t in (qk[:, :, : self.heads], qk[:, :, self.heads :], qkv[:, :, 2 * self.heads :]))
-        if self.training and p > 0:  # DropKey: mask keys before the softmax; a query always keeps itself
+        if keep is not None:  # a drawn mask (the compiled path): the graph keeps the boolean mask for backward
+            y = attend_saving_only_the_mask(q, k, v, keep)
+        elif self.training and p > 0:  # DropKey: mask keys before the softmax; a query always keeps itself
             y = attend_dropping_keys(q, k, v, keep_keys(B, self.heads, T, p, x.device, masks))
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -161,9 +177,13 @@ class Block(nn.Module):
         self.attn = Attention(spec)
         self.mlp = MLP(spec.width)
 
-    def forward(self, x, cos, sin, p: float, masks: int):
-        x = x + drop(self.attn(norm(x), cos, sin, p, masks), p, self.training, masks)
-        return x + drop(self.mlp(norm(x)), p, self.training, masks)
+    def forward(self, x, cos, sin, p: float, masks: int, drawn: Drawn | None = None, index: int = 0):
+        if drawn is None:  # eager: each site draws its own mask at rate p
+            x = x + drop(self.attn(norm(x), cos, sin, p, masks), p, self.training, masks)
+            return x + drop(self.mlp(norm(x)), p, self.training, masks)
+        keys, after_attention, after_mlp = drawn.block(index)
+        x = x + drawn.apply(self.attn(norm(x), cos, sin, 0.0, masks, keys), after_attention)
+        return x + drawn.apply(self.mlp(norm(x)), after_mlp)
 
 
 class GPT(nn.Module):
@@ -201,15 +221,19 @@ class GPT(nn.Module):
         """One rate for every dropout site, in force from the next forward pass."""
         self.dropout = float(p)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) in fp32, or the mean cross-entropy when `targets` is given."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, drawn: Drawn | None = None) -> torch.Tensor:
+        """Logits (B, T, V) in fp32, or the mean cross-entropy when `targets` is given. With
+        `drawn`, dropout uses those masks and never reads `self.dropout` (the compiled path:
+        a new rate is a new input, not a new graph); without, it draws its own at `self.dropout`."""
         T = idx.size(1)
         if T > self.seq_len:
             raise ValueError(f"sequence of {T} exceeds the model's {self.seq_len}")
-        p, cos, sin = self.dropout, self.cos[:, :T], self.sin[:, :T]
-        x = drop(norm(self.wte(idx)), p, self.training, self.masks)
-        for block in self.blocks:
-            x = block(x, cos, sin, p, self.masks)
+        cos, sin = self.cos[:, :T], self.sin[:, :T]
+        p = 0.0 if drawn is not None or not self.training else self.dropout
+        x = norm(self.wte(idx))
+        x = drop(x, p, self.training, self.masks) if drawn is None else drawn.apply(x, drawn.embedding())
+        for index, block in enumerate(self.blocks):
+            x = block(x, cos, sin, p, self.masks, drawn, index)
         logits = self.lm_head(norm(x)).float()
         logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
         if targets is None:

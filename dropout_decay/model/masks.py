@@ -19,6 +19,7 @@ On MPS and CUDA both forms draw uniform floats on the device (`torch.rand`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -101,6 +102,41 @@ def keep_keys(batch: int, heads: int, T: int, p: float, device: torch.device, fo
         keep[..., :h, h:] = False
     keep.diagonal(dim1=-2, dim2=-1).fill_(True)
     return keep
+
+
+@dataclass
+class Drawn:
+    """Every dropout mask of one forward pass, drawn before it, and the inverted-dropout scale
+    1/(1-p) as a tensor: what the compiled forward takes instead of the rate, so a schedule that
+    changes the rate every step changes inputs, never the graph. Sites in the order the eager
+    forward draws them (the embedding, then per block the keys, the attention output, the MLP
+    output), so from the same generator state both paths drop the same elements. No sites: no
+    dropout."""
+    sites: list[torch.Tensor]
+    scale: torch.Tensor | None = None
+
+    def embedding(self) -> torch.Tensor | None:
+        return self.sites[0] if self.sites else None
+
+    def block(self, index: int) -> tuple[torch.Tensor | None, ...]:
+        return tuple(self.sites[1 + 3 * index: 4 + 3 * index]) if self.sites else (None, None, None)
+
+    def apply(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """Inverted dropout under a drawn mask: the eager `drop`'s arithmetic."""
+        return x if keep is None else x * torch.where(keep, self.scale, 0.0).to(x.dtype)
+
+
+def draw_all(batch: int, seq: int, width: int, heads: int, depth: int, p: float, device: torch.device,
+             form: int = DEFAULT_MASKS) -> Drawn:
+    """Every site's mask for one forward pass at rate p (none at 0), drawn as the eager path
+    draws them, one after the other from the same generators."""
+    if p == 0:
+        return Drawn([])
+    sites = [keep_mask((batch, seq, width), p, device, form)]
+    for _ in range(depth):
+        sites += [keep_keys(batch, heads, seq, p, device, form), keep_mask((batch, seq, width), p, device, form),
+                  keep_mask((batch, seq, width), p, device, form)]
+    return Drawn(sites, torch.tensor(1.0 / (1.0 - p), device=device))
 
 
 def describe_masks(form: int) -> dict:

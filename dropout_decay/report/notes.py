@@ -125,9 +125,7 @@ def headline(a) -> str:
 
 
 def replay_note(original: str, rows: list[dict]) -> str:
-    identical, worst = replay_summary(rows)
-    return (f"\n\n## Replay of `{original}`\n\n{identical} of {len(rows)} replayed points are bitwise identical; "
-            f"largest |Δ val loss| = {worst:.3g}.")
+    return f"\n\n## Replay of `{original}`\n\n{replay_summary(rows).replace('delta', 'Δ')}."
 
 
 # optuna-dashboard ranks every parameter of a trial; the seeds must be parameters, since the grid

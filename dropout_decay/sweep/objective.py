@@ -89,9 +89,12 @@ class PointRunner:
                     threads.append(now)
                     trial.set_user_attr("threads", threads)
 
+        def compiled(choice: dict) -> None:
+            trial.set_user_attr("compile", choice)
+
         t0 = time.perf_counter()
         try:
-            segments = train(self.point_run(point), self.cache, Hooks(trace, between_steps))
+            segments = train(self.point_run(point), self.cache, Hooks(trace, between_steps, compiled, log))
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:
@@ -116,7 +119,8 @@ class PointRunner:
         arm = self.arms[point["arm"]] if "arm" in point else self.settings.arm(point)
         return PointRun(self.specs[point["model"]], arm.schedule, self.settings.segments(point),
                         replace(self.settings.train, micro_batch=self.micro[point["model"]]), point["seed"],
-                        self.device, order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps)
+                        self.device, order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps,
+                        compile=self.settings.compile)
 
     def _attach(self, trial: optuna.Trial, rows: list[dict]) -> None:
         if self.artifacts is not None:

@@ -52,24 +52,38 @@ def replay_name(storage, original: str) -> str:
     return f"{original}-replay-{k}"
 
 
+def how_computed(trial) -> tuple:
+    """Eager, or compiled from which step: runs compare bitwise only when this is the same
+    (a trial of 0.7 or before ran eager)."""
+    choice = trial.user_attrs.get("compile") or {}
+    return (choice.get("compiled", False), choice.get("from_step"))
+
+
 def replay_rows(original: optuna.Study, replay: optuna.Study) -> list[dict]:
-    """Per replayed point: stored and new val loss, their difference, and bitwise identity
-    (final value and every stage's train and val loss)."""
+    """Per replayed point: stored and new val loss, their difference, whether both were computed
+    alike (eager, or compiled from the same step), and, where they were, bitwise identity (final
+    value and every stage's train and val loss)."""
     stored = {tuple(sorted(t.params.items())): t for t in first_complete(original)}
     rows = []
     for t in first_complete(replay):
         key = tuple(sorted(t.params.items()))
         old = stored.get(key)
-        same = old is not None and old.value == t.value and [
+        alike = old is not None and how_computed(old) == how_computed(t)
+        same = alike and old.value == t.value and [
             (s["train_loss"], s["val_loss"]) for s in old.user_attrs.get("segments", [])] == [
             (s["train_loss"], s["val_loss"]) for s in t.user_attrs.get("segments", [])]
         rows.append({**t.params, "stored_val_loss": old.value if old else None, "replay_val_loss": t.value,
-                     "delta_val_loss": (t.value - old.value) if old else None, "identical": bool(same),
+                     "delta_val_loss": (t.value - old.value) if old else None, "alike": alike, "identical": bool(same),
                      "stored_trial": old.number if old else None, "replay_trial": t.number})
     return rows
 
 
-def replay_summary(rows: list[dict]) -> tuple[int, float]:
-    """(bitwise-identical points, largest |delta val loss|) of a replay."""
+def replay_summary(rows: list[dict]) -> str:
+    """How many points replayed bitwise, of those computed alike, and the largest |delta val loss|."""
     worst = max((abs(r["delta_val_loss"]) for r in rows if r["delta_val_loss"] is not None), default=0.0)
-    return sum(r["identical"] for r in rows), worst
+    unlike = sum(not r["alike"] for r in rows if r["stored_trial"] is not None)
+    text = f"{sum(r['identical'] for r in rows)}/{len(rows)} points bitwise identical"
+    if unlike:
+        text += (f" ({unlike} compared compiled with eager, or compiled from another step: for those only the "
+                 "difference says anything)")
+    return f"{text}, largest |delta val loss| {worst:.3g}"

@@ -3,6 +3,7 @@ May import: model, data, common.
 
 The names below are what the subpackage offers the others, which import them from here."""
 
+from .compiled import COMPILE_MODES, CompileChoice, compile_stats, compiled_loss
 from .device import DeviceChoice, select_device
 from .memory import available_bytes, eval_bytes, gib, step_bytes
 from .trainer import (
@@ -18,6 +19,8 @@ from .trainer import (
 )
 
 __all__ = [
+    "COMPILE_MODES",
+    "CompileChoice",
     "DeviceChoice",
     "Hooks",
     "PointRun",
@@ -25,6 +28,8 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "available_bytes",
+    "compile_stats",
+    "compiled_loss",
     "eval_bytes",
     "evaluate",
     "gib",

@@ -30,6 +30,7 @@ import torch
 from ..common import UsageError, check_kinds
 from ..data import TokenCache, WindowSampler, fixed_batches
 from ..model import DEFAULT_MASKS, GPT, MASK_FORMS, ModelSpec, Schedule
+from .compiled import CompileChoice
 
 Trace = Callable[[dict], None]
 
@@ -87,12 +88,19 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
+Loss = Callable[[GPT, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def eager_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return model(inputs, targets)
+
+
 @torch.no_grad()
-def evaluate(model: GPT, batches: list[torch.Tensor]) -> float:
+def evaluate(model: GPT, batches: list[torch.Tensor], loss: Loss | None = None) -> float:
     """Mean loss with dropout off over fixed batches (one device sync)."""
-    was_training = model.training
+    loss, was_training = loss or eager_loss, model.training
     model.eval()
-    total = sum(model(b[:, :-1], b[:, 1:]) for b in batches)
+    total = sum(loss(model, b[:, :-1], b[:, 1:]) for b in batches)
     model.train(was_training)
     return float(total / len(batches))
 
@@ -103,30 +111,31 @@ def _finite(value: float, what: str, step: int) -> float:
     return value
 
 
-def accumulate(model: GPT, batch: torch.Tensor, micro_batch: int | None) -> torch.Tensor:
+def accumulate(model: GPT, batch: torch.Tensor, micro_batch: int | None, loss_of: Loss | None = None) -> torch.Tensor:
     """Forward and backward the batch, `micro_batch` sequences at a time, gradients summed: each
     part's mean loss is weighted by its share of the batch, so the loss and the gradient are the
     whole batch's (to rounding) while only one part's activations are alive at once. Dropout
     masks are drawn per part: the same statistics, other bits, which is why the setting is
     recorded and part of the experiment's fingerprint."""
+    loss_of = loss_of or eager_loss
     if not micro_batch or micro_batch >= batch.shape[0]:  # the path of every run before micro-batches
-        loss = model(batch[:, :-1], batch[:, 1:])
+        loss = loss_of(model, batch[:, :-1], batch[:, 1:])
         loss.backward()
         return loss
     parts = batch.split(micro_batch)
     total = torch.zeros((), device=batch.device)
     for part in parts:
-        loss = model(part[:, :-1], part[:, 1:]) * (part.shape[0] / batch.shape[0])
+        loss = loss_of(model, part[:, :-1], part[:, 1:]) * (part.shape[0] / batch.shape[0])
         loss.backward()
         total += loss.detach()
     return total
 
 
 def optimizer_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, micro_batch: int | None,
-                   grad_clip: float) -> torch.Tensor:
+                   grad_clip: float, loss_of: Loss | None = None) -> torch.Tensor:
     """One training step (also what the dry run times): the batch's loss and gradients, the
     gradient norm clipped, the update applied and the gradients released."""
-    loss = accumulate(model, batch, micro_batch)
+    loss = accumulate(model, batch, micro_batch, loss_of)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
@@ -163,6 +172,7 @@ class PointRun:
     device: str = "cpu"
     order_seed: int | None = None  # which training documents fill the caps (None: the cache's own order)
     schedule_caps: list[int] | None = None  # the caps a calibrated schedule follows (a twin: the growing stream's)
+    compile: str = "off"  # auto, on or off (compiled.py): how, not what, it trains
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,8 @@ class Hooks:
     (a worker adjusting its CPU threads, a Ctrl-C check)."""
     trace: Trace = lambda row: None
     between_steps: Callable[[], None] = lambda: None
+    compiled: Callable[[dict], None] = lambda choice: None  # eager or compiled, from which step and why
+    say: Callable[[str], None] = lambda line: None  # one line for the log (compiling failed)
 
 
 @dataclass
@@ -191,11 +203,13 @@ def _data(run: PointRun, cache: TokenCache) -> _Data:
     return _Data([pool[: s.cap] for s in run.segments], WindowSampler(pool, cfg.batch_size, cfg.seq_len, run.seed), val, test)
 
 
-def _evaluation(model: GPT, data: _Data, train_batches: list[torch.Tensor], step: int) -> dict:
+def _evaluation(model: GPT, data: _Data, train_batches: list[torch.Tensor], step: int, choice: CompileChoice) -> dict:
     """Train, validation and (when the cache holds one) test loss, each with dropout off."""
-    train_loss = _finite(evaluate(model, train_batches), "train eval loss", step)
-    val_loss = _finite(evaluate(model, data.val), "validation loss", step)
-    test_loss = _finite(evaluate(model, data.test), "test loss", step) if data.test else None
+    def loss(batches, what):
+        return _finite(choice.guarded(lambda f: evaluate(model, batches, f), model), what, step)
+    train_loss = loss(train_batches, "train eval loss")
+    val_loss = loss(data.val, "validation loss")
+    test_loss = loss(data.test, "test loss") if data.test else None
     return {"train_loss": train_loss, "val_loss": val_loss, "gap": val_loss - train_loss, "test_loss": test_loss}
 
 
@@ -212,6 +226,7 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
     model.train()
     opt = make_optimizer(model, cfg, device)
 
+    choice = CompileChoice(run.compile, device, run.spec, total, hooks.say)
     rows, step = [], 0
     for index, (segment, pool) in enumerate(zip(run.segments, data.pools)):
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
@@ -224,9 +239,11 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
             for group in opt.param_groups:
                 group["lr"] = lr
             batch = data.sampler.sample(segment.cap).to(device, non_blocking=True)
-            loss_sum += optimizer_step(model, opt, batch, cfg.micro_batch, cfg.grad_clip).detach()
+            loss = choice.guarded(lambda f: optimizer_step(model, opt, batch, cfg.micro_batch, cfg.grad_clip, f), model)
+            loss_sum += loss.detach()
             n_summed += 1
             step += 1
+            choice.after_step(step, loss_sum)
             last = i == segment.steps - 1
             where = {"step": step, "tokens": step * tokens_per_step, "segment": index}
             if step % cfg.log_every == 0 or last:
@@ -236,9 +253,10 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
                 n_summed = 0
             if last or (cfg.eval_every and step % cfg.eval_every == 0):
                 row = {"kind": "eval", **where, "cap": segment.cap, "dropout_in_force": p,
-                       **_evaluation(model, data, train_batches, step)}
+                       **_evaluation(model, data, train_batches, step, choice)}
                 hooks.trace(row)
                 if last:
                     rows.append({k: v for k, v in row.items() if k != "kind"})
                     worse_than_uniform(row["val_loss"], vocab, step)
+    hooks.compiled(choice.record())
     return rows

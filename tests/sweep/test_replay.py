@@ -57,7 +57,7 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
     storage = open_storage(sqlite_url(out))
     assert sorted(optuna.study.get_all_study_names(storage)) == [original, f"{original}-replay-1", f"{original}-replay-2"]
     note = optuna_note(out, f"{original}-replay-1")
-    assert "6 of 6 replayed points are bitwise identical" in note
+    assert "6/6 points bitwise identical, largest |Δ val loss| 0" in note
     verdict = optuna_note(out, original).split("\n\n## Replay")[0].removesuffix(f"\n\n{SEED_IMPORTANCE}")
     assert note.startswith(verdict) and verdict.startswith("## stream: does decaying dropout beat")  # then the replay
 

@@ -226,7 +226,7 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 def test_validation_batches_come_only_from_held_out_documents_and_overfitting_shows_a_gap(cache, monkeypatch):
     calls = []
     evaluate = train_mod.evaluate
-    monkeypatch.setattr(train_mod, "evaluate", lambda model, b: calls.append(b) or evaluate(model, b))
+    monkeypatch.setattr(train_mod, "evaluate", lambda model, b, loss=None: calls.append(b) or evaluate(model, b, loss))
     cfg = TrainConfig(batch_size=8, seq_len=32, lr=3e-3, warmup_steps=10, eval_batches=3, eval_every=0)
     [row] = train(PointRun(parse_model_spec("2x2x64"), static(0.0), [Segment(3000, 400)], cfg, 1), cache)
     train_batches, val_batches, test_batches = calls  # one evaluation: the segment's pool, validation, test
@@ -291,8 +291,8 @@ def test_the_test_loss_is_the_loss_on_the_test_splits_fixed_batches_and_validati
     evaluated = []
     real = train_mod.evaluate
 
-    def spying(model, batch_list):
-        loss = real(model, batch_list)
+    def spying(model, batch_list, loss_of=None):
+        loss = real(model, batch_list, loss_of)
         evaluated.append((torch.cat(batch_list), loss))
         return loss
 
