@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def seconds(text: str) -> float:
-    """The dry run's 'total for one worker: 1h29m' or '7m13s', in seconds."""
-    match = re.search(r"total for one worker: (?:about )?(\d+)([hm])(\d+)([ms])", text)
+    """The dry run's 'total for one worker: 1h29m' or '7m13s', in seconds (its total with local
+    jobs where the run would start them)."""
+    match = (re.search(r"total with \d+ local jobs [^:]*: (?:about )?(\d+)([hm])(\d+)([ms])", text)
+             or re.search(r"total for one worker: (?:about )?(\d+)([hm])(\d+)([ms])", text))
     if not match:
         sys.exit(f"no estimate in the dry run's output:\n{text[-2000:]}")
     big, unit, small, _ = match.groups()

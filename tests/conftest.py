@@ -17,6 +17,9 @@ from pathlib import Path
 # A private worker registry for this test session and every process it starts, set before the
 # package is imported: runs elsewhere on the machine must not count as workers of these tests.
 os.environ["DROPOUT_DECAY_WORKERS_DIR"] = tempfile.mkdtemp(prefix="dd-workers-")
+# One process per run unless a test asks for jobs: auto's choice depends on how fast points run,
+# which depends on what else runs on the machine.
+os.environ["DROPOUT_DECAY_JOBS"] = "1"
 
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402

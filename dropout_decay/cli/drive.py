@@ -59,6 +59,8 @@ class StagePlan:
     root: Path | None = None  # the run folder holding plotly.js and the artifact store (default: out)
     threads: int | None = None
     compile: str | None = None  # instead of the settings' (worker: this machine's choice)
+    jobs: int | None = 1  # local processes training the grid (None: auto, jobs.py)
+    as_job: bool = False  # one of another command's jobs: train, write no artefacts
     retry_failed: bool = False  # also re-queue points that failed deterministically
     cache_dir: str | None = None  # a stored study's data on this machine (default: the study's own)
     export_first: bool = False  # write the artefacts of what is stored before training
@@ -81,15 +83,15 @@ class StageResult:
         return analyse(self.study)
 
 
-def resolve_stage(s, device, command: str, lock: dict | None = None, threads: int | None = None,
+def resolve_stage(s, device, command: str, lock: dict | None = None, threads: int | None = None, jobs: int | None = 1,
                   **extra) -> Resolved:
-    """Settings checked against the data they name, and the config a new study stores (with
-    `extra` keys such as the handoff that chose them)."""
+    """Settings checked against the data they name (and `jobs` models of them against memory),
+    and the config a new study stores (with `extra` keys such as the handoff that chose them)."""
     from ..data import prepare_cache
     from ..design import resolve
-    from ..sweep import build_config, check_fits
+    from ..sweep import build_config
 
-    check_fits(s, s.vocab_size, device.name)  # from the shapes alone, before the data is built or a model is
+    jobs_memory(s, s.vocab_size, device.name, jobs)  # from the shapes alone, before the data is built or a model is
     doing("caching")
     cache = prepare_cache(s.data_source())
     doing("starting")
@@ -141,29 +143,40 @@ def run_stage(plan: StagePlan) -> StageResult:
         export(study, plan.out, plan.root)
     t0 = time.perf_counter()
     settings = replace(resolved.settings, compile=plan.compile) if plan.compile else resolved.settings
-    code = drive(study, settings, resolved.cache, plan.device.name, plan.out, plan.threads, plan.root)
+    code = drive(study, settings, resolved.cache, plan)
     return StageResult(study, resolved.settings, code, grid_status(study, study.sampler.size), time.perf_counter() - t0)
 
 
-def drive(study, s, cache, device: str, out: Path, threads: int | None = None, root: Path | None = None) -> int:
-    """Train the study's points here until none is left, then write its artefacts into `out`."""
+def drive(study, s, cache, plan: StagePlan) -> int:
+    """Train the study's points here (and in its local jobs) until none is left, then write its
+    artefacts into the plan's folder."""
     from ..common import log
     from ..report import export
     from ..sweep import PointRunner, cpu, describe_point, fail_own_running, failure_lines, work
 
+    out, root, device = plan.out, plan.root, plan.device.name
     runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe_point(p)}"),
-                         threads=lambda: cpu.share(threads), artifacts=root or out)
+                         threads=lambda: cpu.share(plan.threads), artifacts=root or out)
     cpu.keep_freed_memory()
+    jobs = local_jobs(study, s, cache, plan)
     try:
         doing("training")
-        status = work(study, runner)
+        status = work(study, runner, after_point=jobs.grow if jobs else lambda *_: None,
+                      jobs=lambda: 1 + (jobs.alive() if jobs else 0))
+        if jobs:
+            jobs.finish()
     except KeyboardInterrupt:
         shield()  # a second Ctrl-C must not tear what follows
+        if jobs:
+            jobs.interrupt()
         fail_own_running(study, "interrupted")
-        export(study, out, root)
+        if not plan.as_job:
+            export(study, out, root)
         log(f"interrupted: the running point is marked failed ('interrupted'); artefacts in {out}; "
             "rerun the same command to resume")
         return 130
+    if plan.as_job:
+        return 1 if status.failed else 0
     doing("exporting")
     written = export(study, out, root)
     answer = json.loads(written["export.json"].read_text())["answer"]
@@ -174,3 +187,41 @@ def drive(study, s, cache, device: str, out: Path, threads: int | None = None, r
             log(line)
         return 1
     return 0
+
+
+def local_jobs(study, s, cache, plan: StagePlan):
+    """The plan's local jobs (jobs.py): started now for --jobs N, later (`grow`) for auto; None
+    for a job itself or a single process."""
+    from ..sweep import cpu
+    from .jobs import LocalJobs, auto_jobs, worker_argv
+
+    if plan.as_job or plan.jobs == 1 or (plan.jobs is None and (plan.device.name != "cpu" or cpu.cores() < 2)):
+        return None
+    need, available = jobs_memory(s, cache.manifest["vocab_size"], plan.device.name, plan.jobs)
+    jobs = LocalJobs(worker_argv(plan.url, study.study_name, plan.out, plan.root, s.cache_dir, s.compile, plan.threads),
+                     plan.out / "jobs")
+    if plan.jobs is not None:
+        jobs.start(plan.jobs - 1)
+        return jobs
+
+    def grow(per_point: float, status) -> None:  # auto: after this process's points, until it starts some
+        if not jobs.procs:
+            more = auto_jobs(per_point, status.left + status.waiting, cpu.cores(), need, available) - 1
+            if more > 0:
+                jobs.start(more)
+    jobs.grow = grow
+    return jobs
+
+
+def jobs_memory(s, vocab_size: int, device: str, jobs: int | None) -> tuple[int, int | None]:
+    """(bytes one job's dearest model needs, bytes available); refuses --jobs N whose N models
+    do not fit together (auto, None, takes what fits)."""
+    from ..sweep import check_fits
+    from ..training import gib
+    from .jobs import check_jobs_fit
+
+    needs, available = check_fits(s, vocab_size, device)
+    need = max(n.total for n in needs.values())
+    if jobs is not None:
+        check_jobs_fit(jobs, need, available, gib)
+    return need, available

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,11 +46,19 @@ def add_run_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the grid size and a time estimate, run nothing")
 
 
-def add_machine_flags(g, compile_default: str | None = None) -> None:
+def add_machine_flags(g, compile_default: str | None = None, jobs: bool = True) -> None:
     """How this machine trains, never what: every command that trains takes them. A stage's
     --compile fills its setting (default auto); on workflow, worker and replay it overrides
-    the file's or the stored study's."""
+    the file's or the stored study's. A worker is one process (it takes no --jobs)."""
     from ..training import COMPILE_MODES
+    from .jobs import parse_jobs
+
+    if jobs:
+        default = os.environ.get("DROPOUT_DECAY_JOBS", "auto")
+        g.add_argument("--jobs", type=parse_jobs, default=parse_jobs(default), metavar="N",
+                       help="local processes training the grid, each on its share of the cores: auto adds them on a "
+                            "CPU once the first point shows the grid is long enough to pay; 1 for one (default "
+                            f"{default}{', from DROPOUT_DECAY_JOBS' if 'DROPOUT_DECAY_JOBS' in os.environ else ''})")
 
     g.add_argument("--threads", type=int, help="torch CPU threads (default: the cores shared among this machine's workers)")
     g.add_argument("--compile", choices=COMPILE_MODES, default=compile_default,

@@ -26,11 +26,11 @@ def launch(stage: Stage, args: argparse.Namespace, argv: list[str]) -> int:
         check_url(args.storage)  # before the data is built
     s, lock = lock_model(settings_from_args(stage, args))
     device = select_device(s.device)  # before any model is built
-    resolved = resolve_stage(s, device, shlex.join(argv), lock, args.threads)
+    resolved = resolve_stage(s, device, shlex.join(argv), lock, args.threads, args.jobs)
     config = resolved.config
     name = args.study_name or f"{stage}-{config['fingerprint'][:8]}"
     if args.dry_run:
-        return dry_run(resolved, device, args.threads)
+        return dry_run(resolved, device, args.threads, args.jobs)
     out = Path(args.output_dir) if args.output_dir else (
         None if args.storage else find_previous_run(runs_dir(), stage, config["fingerprint"]))
     out = out or new_run_dir(stage)
@@ -41,13 +41,16 @@ def launch(stage: Stage, args: argparse.Namespace, argv: list[str]) -> int:
     url = args.storage or sqlite_url(out)
     doing("creating")  # opening a new storage writes its schema
     plan = StagePlan(open_storage(url, args.heartbeat), url, name, out, device, str(stage), resolved,
-                     threads=args.threads, retry_failed=args.retry_failed, export_first=True)
+                     threads=args.threads, jobs=args.jobs, retry_failed=args.retry_failed, export_first=True)
     return run_stage(plan).code
 
 
-def dry_run(resolved: Resolved, device, threads: int | None) -> int:
-    """The grid and its time estimate; nothing is trained or written."""
-    from ..sweep import check_fits, describe_estimate, step_seconds
+def dry_run(resolved: Resolved, device, threads: int | None, requested: int | None = 1) -> int:
+    """The grid and its time estimate (with the local jobs the run would start); nothing is
+    trained or written."""
+    from ..common import clock
+    from ..sweep import check_fits, cpu, describe_estimate, grid_seconds, step_seconds
+    from .jobs import JOB_START_S
 
     s, config, vocab = resolved.settings, resolved.config, resolved.cache.manifest["vocab_size"]
     print(f"{s.stage}: grid {config['grid_size']} points = " + " x ".join(f"{len(v)} {k}" for k, v in config["grid"].items()))
@@ -58,7 +61,28 @@ def dry_run(resolved: Resolved, device, threads: int | None) -> int:
     available = check_fits(s, vocab, device.name)[1]  # passed already in resolve_stage: here for the figure
     per_step = step_seconds(s, vocab, device.name, threads)
     print(f"estimate on {device.name} ({device.note}):\n{describe_estimate(s, per_step, vocab, available)}")
+    jobs = planned_jobs(s, per_step, vocab, device.name, requested, config["grid_size"])
+    if jobs > 1:  # each job on its share of the cores, timed so; each compiles its own graphs
+        each = threads or max(1, cpu.cores() // jobs)
+        shared = step_seconds(s, vocab, device.name, each)
+        compiling = sum(cost.compile_seconds for cost in shared.values())
+        total = (grid_seconds(s, shared) - compiling) / jobs + compiling + JOB_START_S
+        print(f"  total with {jobs} local jobs (--jobs; {each} thread{'s' if each > 1 else ''} each): {clock(total)}")
     return 0
+
+
+def planned_jobs(s, per_step, vocab: int, device: str, requested: int | None, points: int) -> int:
+    """The processes a run of this grid would train it with (--jobs N, or what auto would start
+    after the first point, jobs.py)."""
+    from ..sweep import cpu, grid_seconds
+    from .drive import jobs_memory
+    from .jobs import auto_jobs
+
+    if requested is not None or device != "cpu" or cpu.cores() < 2:
+        return requested or 1
+    need, available = jobs_memory(s, vocab, device, None)
+    per_point = grid_seconds(s, per_step) / max(points, 1)
+    return auto_jobs(per_point, points - 1, cpu.cores(), need, available)
 
 
 def refuse_another_run(out: Path, name: str, fingerprint: str, own_storage: bool) -> None:

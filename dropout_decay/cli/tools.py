@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 from ..common import Stage, UsageError
 from .drive import Resolved, StagePlan, run_stage, runs_dir, stored_stage
@@ -91,16 +90,22 @@ def join(command: str, rest: list[str]) -> int:
     ap = tool_parser(command, "Join a study and train its unvisited points until the grid is done.")
     ap.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
                     help=f"seconds between heartbeats; a point silent for twice this is retried (default {HEARTBEAT_S})")
-    add_machine_flags(ap)
+    add_machine_flags(ap, jobs=False)
+    ap.add_argument("--as-job", action="store_true", help=argparse.SUPPRESS)  # started by another command's --jobs
     ap.add_argument("--cache-dir", help="token cache on this machine (default: the study's; built from its corpus if missing)")
     args = ap.parse_args(rest)
     check_run_flags(args)
+    if args.as_job:
+        from .jobs import stop_with_parent
+
+        stop_with_parent()
     study, out = locate(args)
     device = select_device(Settings.from_dict(load_config(study)["settings"]).device)
     run = Path(args.run_dir) if args.run_dir else None
     root = run if run and stage_folder(run, study.study_name) else None  # a workflow stage: the workflow's store
     return run_stage(StagePlan(storage_of(study), storage_url(args), study.study_name, out, device, command, root=root,
-                               threads=args.threads, cache_dir=args.cache_dir, compile=args.compile)).code
+                               threads=args.threads, cache_dir=args.cache_dir, compile=args.compile,
+                               as_job=args.as_job)).code
 
 
 def replay(rest: list[str], argv: list[str]) -> int:
@@ -130,7 +135,7 @@ def replay(rest: list[str], argv: list[str]) -> int:
     folder = (out if is_original(study) else out.parent) / name
     label = f"replay of {study.study_name} ({new['grid_size']} of {config['grid_size']} points)"
     done = run_stage(StagePlan(storage_of(study), storage_url(args), name, folder, device, label, Resolved(s, cache, new),
-                               threads=args.threads))
+                               threads=args.threads, jobs=args.jobs))
     rows = replay_rows(study, done.study)
     print(f"replay {name}: {replay_summary(rows)}; per point in {folder / 'replay.csv'}")
     return done.code

@@ -23,9 +23,9 @@ from ..common import Stage, check_output_dir, log, write_json
 from ..design import WorkflowFile, best_candidate, derived_stream_arms, load_workflow, lock_record, lowest_loss
 from ..model import formula
 from ..report import index_figures, write_index
-from ..sweep import HEARTBEAT_S, check_fits, open_storage, sqlite_url
+from ..sweep import HEARTBEAT_S, open_storage, sqlite_url
 from ..training import select_device
-from .drive import StagePlan, StageResult, new_run_dir, resolve_stage, run_stage, runs_dir
+from .drive import StagePlan, StageResult, jobs_memory, new_run_dir, resolve_stage, run_stage, runs_dir
 from .dryrun import print_plan
 from .parsing import Parser, add_machine_flags, check_run_flags, prog
 
@@ -54,7 +54,7 @@ def workflow_command(rest: list[str], argv: list[str]) -> int:
         if getattr(args, key):
             wf = replace(wf, shared={**wf.shared, key: getattr(args, key)})
     screen = wf.check_stages()  # every table, with placeholders for what the stages will hand over
-    check_fits(screen, screen.vocab_size, screen.device)  # before a folder, a storage or the data is made
+    jobs_memory(screen, screen.vocab_size, screen.device, args.jobs)  # before a folder, a storage or the data is made
     if args.dry_run:
         return print_plan(wf, args.threads)
     out = folder(wf, args.output_dir)
@@ -172,7 +172,8 @@ class Workflow:
 
         done = run_stage(StagePlan(self.storage, self.url, name, self.out / stage, self.device,
                                    f"workflow {self.wf.name}: {stage}", resolved, root=self.out,
-                                   threads=self.args.threads, retry_failed=self.args.retry_failed, on_open=opened))
+                                   threads=self.args.threads, jobs=self.args.jobs, retry_failed=self.args.retry_failed,
+                                   on_open=opened))
         entry |= {"complete": done.status.complete, "failed": done.status.failed,
                   "seconds_this_run": round(done.seconds, 1), "trained_seconds": round(sum(done.status.durations), 1)}
         if done.code:

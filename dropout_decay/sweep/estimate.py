@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..common import UsageError, clock
 from ..design import Settings
 from ..model import ArmKind, GPT
-from ..training import available_bytes, eval_bytes, evaluate, gib, make_optimizer, optimizer_step, step_bytes
+from ..training import (GAIN, available_bytes, compile_guess_s, compiled_loss, eval_bytes, evaluate, gib, make_optimizer,
+                        optimizer_step, step_bytes)
 from . import cpu
 
 DRY_RUN_ACTIVATIONS = 2**30  # bytes: the dry run times a big batch in parts that fit in this
@@ -28,6 +29,8 @@ class StepCost:
     dropping: float
     evaluation: float
     timed_in_parts: int | None = None  # the part size timed, where the run takes its batch whole
+    compiled: StepCost | None = None  # the same steps compiled, where the run will compile them
+    compile_seconds: float = 0.0  # what compiling this model's graphs took, once per process
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, StepCost]:
@@ -52,27 +55,49 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
         opt = make_optimizer(model, cfg, device)
         x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
 
-        def step() -> None:
-            optimizer_step(model, opt, x, timed, cfg.grad_clip)
-            float(model.lm_head.weight.detach()[0, 0])  # sync
+        def costs(loss=None, first: list | None = None) -> StepCost:
+            def step() -> None:
+                optimizer_step(model, opt, x, timed, cfg.grad_clip, loss)
+                float(model.lm_head.weight.detach()[0, 0])  # sync
 
-        def at(p: float) -> float:
-            model.set_dropout(p)
-            return typical_seconds(step)
+            def at(p: float) -> float:
+                model.set_dropout(p)
+                return typical_seconds(step, first)
 
-        plain = at(0.0)
-        parted = timed if not micro[spec.label] and timed < cfg.batch_size else None
-        out[spec.label] = StepCost(plain, at(0.1) if dropout else plain, typical_seconds(lambda: evaluate(model, [x])), parted)
+            plain = at(0.0)
+            parted = timed if not micro[spec.label] and timed < cfg.batch_size else None
+            return StepCost(plain, at(0.1) if dropout else plain,
+                            typical_seconds(lambda: evaluate(model, [x], loss), first), parted)
+
+        eager = costs()
+        if compiles(s, device, spec, eager):
+            first: list[tuple[float, float]] = []  # (first call, typical call) of each graph: the excess is compiling
+            compiled = costs(compiled_loss, first)
+            eager = replace(eager, compiled=compiled, compile_seconds=sum(max(a - b, 0.0) for a, b in first))
+        out[spec.label] = eager
     return out
 
 
-def typical_seconds(run) -> float:
-    """The median time of `run()` after a warm-up call, over at least two calls and about a second."""
+def compiles(s: Settings, device: str, spec, eager: StepCost) -> bool:
+    """Whether the run will compile this model's steps: as training/compiled.py decides, over
+    every step one worker trains of the model."""
+    if s.compile == "off" or (s.compile == "auto" and device == "mps"):
+        return False
+    replicates = len(s.seeds) * len(s.order_seeds or [None]) * len(s.arms())
+    steps = replicates * sum(sum(segments) for segments, _ in point_steps(s))
+    return s.compile == "on" or steps * eager.dropping * GAIN > compile_guess_s(spec)
+
+
+def typical_seconds(run, first: list | None = None) -> float:
+    """The median time of `run()` after a warm-up call, over at least two calls and about a second
+    (with the warm-up call's time and the median appended to `first`, when given)."""
     times: list[float] = []
     while len(times) < 3 or (sum(times[1:]) < TIMING_SECONDS and len(times) < 50):
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
+    if first is not None:
+        first.append((times[0], statistics.median(times[1:])))
     return statistics.median(times[1:])
 
 
@@ -96,7 +121,9 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
     arms = [a.schedule if a.kind is ArmKind.CALIBRATED else a.schedule.for_stream(s.stream_token_caps or [0], 0)
             for a in s.arms()]
     total = 0.0
-    for cost in per_step.values():
+    for eager in per_step.values():
+        cost = eager.compiled or eager
+        total += eager.compile_seconds
         for segments, evals in point_steps(s):
             for arm in arms:
                 steps = sum(segments) * (cost.plain + arm.share_dropping(segments) * (cost.dropping - cost.plain))
@@ -207,6 +234,13 @@ def describe_estimate(s: Settings, per_step: dict[str, float], vocab_size: int, 
 
 
 def per_step_text(cost: StepCost) -> str:
+    if cost.compiled:
+        return (f"{_ms(cost.compiled)} compiled, after {cost.compile_seconds:.0f} s compiling once per process "
+                f"(eager {_ms(cost)})")
+    return _ms(cost)
+
+
+def _ms(cost: StepCost) -> str:
     dropping = f" ({cost.dropping * 1e3:.0f} with dropout)" if cost.dropping != cost.plain else ""
     parted = (f" [timed in parts of {cost.timed_in_parts} sequences, since the whole batch needs more memory than a "
               "dry run takes; whole batches may run slower: --memory-budget trains in parts too]") if cost.timed_in_parts else ""

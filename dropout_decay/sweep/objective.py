@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
+from optuna.trial import TrialState
 
 from ..common import check, clock, log, shield
 from ..data import TokenCache
 from ..design import Settings
 from ..model import Arm, ModelSpec
 from ..training import Hooks, PointRun, TrainingDiverged, train
+from . import cpu
 from .attachments import attach_trial
 from .estimate import micro_batches
 from .grid import search_space, surplus_to
@@ -47,11 +49,8 @@ class PointRunner:
     def __call__(self, trial: optuna.Trial) -> float:
         try:
             return self._run(trial)
-        except KeyboardInterrupt:  # anywhere in the point: record why, then stop the loop
-            shield()
-            self.interrupted = True
-            trial.study.stop()
-            return self._fail(trial, [], "interrupted")
+        except KeyboardInterrupt:
+            return self._interrupted(trial, [])
 
     def _run(self, trial: optuna.Trial) -> float:
         owner = surplus_to(trial.study, trial)
@@ -89,30 +88,36 @@ class PointRunner:
                     threads.append(now)
                     trial.set_user_attr("threads", threads)
 
-        def compiled(choice: dict) -> None:
-            trial.set_user_attr("compile", choice)
-
         t0 = time.perf_counter()
         try:
-            segments = train(self.point_run(point), self.cache, Hooks(trace, between_steps, compiled, log))
+            run = replace(self.point_run(point), compile_horizon=self.compile_horizon(trial.study, point))
+            segments = train(run, self.cache, Hooks(trace, between_steps, lambda c: trial.set_user_attr("compile", c), log))
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:
-            shield()
-            self.interrupted = True
-            trial.study.stop()
-            return self._fail(trial, rows, "interrupted")
+            return self._interrupted(trial, rows)
         except Exception as e:  # a bug or the device gave out: keep the grid going, show the traceback
             log(traceback.format_exc().rstrip())
             return self._fail(trial, rows, f"error: {type(e).__name__}: {e}")
+        return self._record(trial, segments, rows, time.perf_counter() - t0)
+
+    def _record(self, trial: optuna.Trial, segments: list[dict], rows: list[dict], seconds: float) -> float:
+        """A finished point's metrics, segments, trace and time on its trial; its value."""
         final = segments[-1]
         self._attach(trial, rows)
         for key in ("train_loss", "val_loss", "gap", "test_loss"):
             trial.set_user_attr(key, final[key])
         trial.set_user_attr("segments", segments)
         trial.set_user_attr("trace", rows)
-        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
+        trial.set_user_attr("seconds", round(seconds, 3))
         return final["val_loss"]
+
+    def _interrupted(self, trial: optuna.Trial, rows: list[dict]) -> float:
+        """Ctrl-C anywhere in the point: record why, then stop the loop."""
+        shield()
+        self.interrupted = True
+        trial.study.stop()
+        return self._fail(trial, rows, "interrupted")
 
     def point_run(self, point: dict) -> PointRun:
         """What training this grid point means, from the stage's settings."""
@@ -121,6 +126,16 @@ class PointRunner:
                         replace(self.settings.train, micro_batch=self.micro[point["model"]]), point["seed"],
                         self.device, order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps,
                         compile=self.settings.compile)
+
+    def compile_horizon(self, study: optuna.Study, point: dict) -> int:
+        """Steps of this point's model this process may expect to train: this point's steps for
+        each of the model's points not yet complete, shared among the machine's live workers
+        (what compiling a shape once can pay back over; training/compiled.py)."""
+        per_model = study.sampler.size // max(len(self.specs), 1)
+        done = sum(t.params.get("model") == point["model"]
+                   for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        steps = sum(segment.steps for segment in self.settings.segments(point))
+        return steps * max(per_model - done, 1) // cpu.live_workers()
 
     def _attach(self, trial: optuna.Trial, rows: list[dict]) -> None:
         if self.artifacts is not None:

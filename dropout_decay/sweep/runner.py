@@ -33,10 +33,13 @@ def describe_point(point: dict) -> str:
 
 
 def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], poll_s: float = POLL_S,
-         say: Callable[[str], None] = log, after_point: Callable[[], None] = lambda: None) -> GridStatus:
+         say: Callable[[str], None] = log, after_point: Callable[[float, GridStatus], None] = lambda s, g: None,
+         jobs: Callable[[], int] = lambda: 1) -> GridStatus:
     """Train points until the grid is done, waiting for points other live workers hold.
     This process counts as a live worker on this machine (cpu.py shares the cores among them)
-    only while it has points to train: waiting for others' last points, it leaves them its cores."""
+    only while it has points to train: waiting for others' last points, it leaves them its cores.
+    After each of its points: `after_point(seconds per point, status)`, and one progress line for
+    the whole grid, its ETA shared among `jobs()` local processes."""
     size = study.sampler.size
     mine, seconds = 0, 0.0
     try:
@@ -55,14 +58,14 @@ def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], poll_s
                     continue
                 mine += 1
                 seconds += ran[0].duration.total_seconds() if ran[0].duration else 0.0
-                after_point()
                 status = grid_status(study, size)
                 per_point = seconds / mine
+                after_point(per_point, status)
                 remaining = status.left + status.waiting + status.running
                 finished = status.complete + status.failed
                 say(f"[{bar(finished / size)}] {finished}/{size} complete {status.complete}, failed {status.failed}, "
                     f"running {status.running}, left {status.left + status.waiting} | "
-                    f"{per_point:.1f}s/point, ETA {clock(per_point * remaining)}")
+                    f"{per_point:.1f}s/point, ETA {clock(per_point * remaining / max(jobs(), 1))}")
             elif status.running:
                 cpu.unregister()
                 time.sleep(poll_s)

@@ -89,15 +89,17 @@ def has_graphs_for(spec: ModelSpec) -> bool:
 @dataclass
 class CompileChoice:
     """Eager or compiled, for one point: `on` compiles from the first step, `off` never, `auto`
-    times its first eager steps and compiles when the rest of the point would save more than
-    compiling costs (at once where this process holds the shape's graphs already; never on MPS,
+    times its first eager steps and compiles when what this process has left to train of the
+    shape (the horizon: this point and its share of the grid's other points of the model) would
+    save more than compiling costs (at once where this process holds the shape's graphs; never on MPS,
     where compiling was not measured faster). A compiled step that fails runs again eager, from
     the same generator state, and the process stays eager from then on, saying so once.
     `record` gets what was chosen and why, for the trial."""
     mode: str
     device: str
     spec: ModelSpec
-    total_steps: int
+    total_steps: int  # this point's
+    horizon_steps: int | None = None  # steps of this shape this process expects to train, this point's included
     say: Callable[[str], None] = lambda line: None
     compiled: bool = False
     from_step: int | None = None
@@ -116,7 +118,7 @@ class CompileChoice:
         elif has_graphs_for(self.spec):
             self._switch(0, "auto: compiled from the first step, this process holds the shape's graphs")
         else:
-            self.reason = "auto: eager (the point is too short for compiling to pay)"
+            self.reason = "auto: eager (what is left to train of this shape is too short for compiling to pay)"
 
     def _switch(self, step: int, reason: str) -> None:
         self.compiled, self.from_step, self.reason = True, step, reason
@@ -134,7 +136,8 @@ class CompileChoice:
                 self._timer = (time.perf_counter(),)
                 return
             per_step = (time.perf_counter() - self._timer[0]) / PROBE_STEPS
-            saved, cost = per_step * (self.total_steps - step) * GAIN, compile_guess_s(self.spec)
+            horizon = max(self.horizon_steps or 0, self.total_steps)
+            saved, cost = per_step * (horizon - step) * GAIN, compile_guess_s(self.spec)
             if saved > cost:
                 self._switch(step, f"auto: compiled from step {step} (eager {per_step * 1e3:.0f} ms/step; "
                                    f"about {saved:.0f} s saved for about {cost:.0f} s compiling)")

@@ -138,9 +138,9 @@ def test_three_workers_on_postgres_match_a_single_sqlite_run(cache_dir, tmp_path
     assert comparable(tmp_path / "pg") == comparable(tmp_path / "ref")
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir, tmp_path, backend, request):
-    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else sqlite_url(tmp_path / "run")
+def test_sigkill_one_of_three_workers_mid_trial_and_the_grid_completes(cache_dir, tmp_path, postgres_url):
+    """On PostgreSQL; the same on SQLite is tests/cli/test_jobs.py's killed job."""
+    url, backend = postgres_url, "postgresql"
     (tmp_path / "run").mkdir()
     first = spawn("screen", *grid(cache_dir, steps=400), "--storage", url, "--study-name", "grid",
                   "--output-dir", tmp_path / "run")
