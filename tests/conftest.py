@@ -185,6 +185,17 @@ def ctrl_c_given_back():
     assert signal.getsignal(signal.SIGINT) == before, "SIGINT left ignored: children would inherit it"
 
 
+@pytest.fixture(autouse=True)
+def as_a_fresh_process():
+    """Each test starts as a new process would: holding no compiled graphs, so that `--compile
+    auto` decides from the test's own grid, not from what earlier tests compiled (torch's own
+    cache of graphs stays, so nothing compiles twice)."""
+    from dropout_decay.training import compiled
+
+    compiled._HERE = compiled._Process()
+    yield
+
+
 REFERENCE_S = 0.05  # the workload below, measured on an idle 2-core machine of this project's kind
 _slowness: list[float] = []
 

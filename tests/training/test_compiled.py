@@ -175,3 +175,16 @@ def test_a_bad_compile_setting_is_one_line(tmp_path, capsys):
         check(replace(Settings(stage="screen"), compile="yes"))
     assert cli.main(["screen", "--compile", "yes", *TRAIN]) == 2
     assert "argument --compile: invalid choice: 'yes'" in capsys.readouterr().err
+
+
+def test_a_compiled_run_on_several_threads_is_not_expected_to_replay_bitwise():
+    import optuna
+
+    from dropout_decay.sweep.replay import reproducible
+
+    def trial(compiled, threads):
+        attrs = {"threads": threads, **({"compile": {"compiled": True, "from_step": 0}} if compiled else {})}
+        return optuna.trial.create_trial(value=1.0, user_attrs=attrs)
+
+    assert reproducible(trial(False, 2)) and reproducible(trial(True, 1))  # eager anywhere; compiled on one thread
+    assert not reproducible(trial(True, 2)) and not reproducible(trial(True, [1, 2]))
