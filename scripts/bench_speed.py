@@ -41,14 +41,20 @@ VOCAB, BATCH, SEQ = 1024, 16, 64  # the CPU studies' batch: 16 x 64 tokens
 TIMED_S = 3.0  # seconds of steps per measurement, after the warm-up (and compile)
 
 
-def tokens_per_second(shape: str, p: float, compiled: bool, seconds: float = TIMED_S) -> tuple[float, float]:
-    """(training tokens per second after the warm-up, the warm-up step's seconds)."""
+def training_step(shape: str, p: float):
+    """A fresh model of this shape at rate p, its optimizer and a batch."""
     torch.manual_seed(0)
     model = GPT(parse_model_spec(shape), VOCAB, SEQ)
     model.train()
     model.set_dropout(p)
     opt = make_optimizer(model, TrainConfig(), "cpu")
     x = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
+    return model, opt, x
+
+
+def tokens_per_second(shape: str, p: float, compiled: bool, seconds: float = TIMED_S) -> tuple[float, float]:
+    """(training tokens per second after the warm-up, the warm-up step's seconds)."""
+    model, opt, x = training_step(shape, p)
     loss = compiled_loss if compiled else None
     t = time.perf_counter()
     optimizer_step(model, opt, x, None, 1.0, loss)
@@ -119,12 +125,7 @@ def profile(shape: str = "8x8x256", p: float = 0.1, steps: int = 5) -> str:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
-    torch.manual_seed(0)
-    model = GPT(parse_model_spec(shape), VOCAB, SEQ)
-    model.train()
-    model.set_dropout(p)
-    opt = make_optimizer(model, TrainConfig(), "cpu")
-    x = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
+    model, opt, x = training_step(shape, p)
     for _ in range(3):
         optimizer_step(model, opt, x, None, 1.0, compiled_loss)
     with profiler(activities=[ProfilerActivity.CPU]) as prof:
