@@ -193,23 +193,15 @@ def local_jobs(study, s, cache, plan: StagePlan):
     """The plan's local jobs (jobs.py): started now for --jobs N, later (`grow`) for auto; None
     for a job itself or a single process."""
     from ..sweep import cpu
-    from .jobs import LocalJobs, auto_jobs, worker_argv
+    from .jobs import LocalJobs, worker_argv
 
     if plan.as_job or plan.jobs == 1 or (plan.jobs is None and (plan.device.name != "cpu" or cpu.cores() < 2)):
         return None
     need, available = jobs_memory(s, cache.manifest["vocab_size"], plan.device.name, plan.jobs)
     jobs = LocalJobs(worker_argv(plan.url, study.study_name, plan.out, plan.root, s.cache_dir, s.compile, plan.threads),
-                     plan.out / "jobs")
+                     plan.out / "jobs", need, available, auto=plan.jobs is None)
     if plan.jobs is not None:
         jobs.start(plan.jobs - 1)
-        return jobs
-
-    def grow(per_point: float, status) -> None:  # auto: after this process's points, until it starts some
-        if not jobs.procs:
-            more = auto_jobs(per_point, status.left + status.waiting, cpu.cores(), need, available) - 1
-            if more > 0:
-                jobs.start(more)
-    jobs.grow = grow
     return jobs
 
 

@@ -21,9 +21,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..common import UsageError, log
+from ..sweep import cpu
 
 JOBS_PAY_S = 60.0  # auto adds jobs when what is left would take one process this long (a job starts in about 5 s)
 JOB_START_S = 5.0  # what a job takes to start (torch, the cache, the storage) on 2 cores, measured
@@ -67,8 +67,10 @@ class LocalJobs:
     """The jobs this command started, and what it needs to start more."""
     argv: list[str]  # the worker command line every job runs
     logs: Path
+    need: int  # bytes one job's dearest model needs
+    available: int | None  # bytes of memory there are
+    auto: bool = False  # started by grow(), once the first points show it pays
     procs: list[subprocess.Popen] = field(default_factory=list)
-    grow: Callable[[float, object], None] = lambda per_point, status: None  # after each point (auto)
 
     def start(self, count: int) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,13 @@ class LocalJobs:
                                                    stdin=subprocess.DEVNULL, start_new_session=True))
         log(f"  {len(self.procs) + 1} jobs train this grid (this process and {len(self.procs)} more; their logs in "
             f"{self.logs})")
+
+    def grow(self, per_point_s: float, status) -> None:
+        """After each of the command's points: auto starts the jobs it pays to, once."""
+        if self.auto and not self.procs:
+            more = auto_jobs(per_point_s, status.left + status.waiting, cpu.cores(), self.need, self.available) - 1
+            if more > 0:
+                self.start(more)
 
     def alive(self) -> int:
         return sum(p.poll() is None for p in self.procs)

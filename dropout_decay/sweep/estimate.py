@@ -12,7 +12,7 @@ import torch
 from ..common import UsageError, clock
 from ..design import Settings
 from ..model import ArmKind, GPT
-from ..training import (GAIN, available_bytes, compile_guess_s, compiled_loss, eval_bytes, evaluate, gib, make_optimizer,
+from ..training import (available_bytes, compiled_loss, compiling_pays, eval_bytes, evaluate, gib, make_optimizer,
                         optimizer_step, step_bytes)
 from . import cpu
 
@@ -85,7 +85,7 @@ def compiles(s: Settings, device: str, spec, eager: StepCost) -> bool:
         return False
     replicates = len(s.seeds) * len(s.order_seeds or [None]) * len(s.arms())
     steps = replicates * sum(sum(segments) for segments, _ in point_steps(s))
-    return s.compile == "on" or steps * eager.dropping * GAIN > compile_guess_s(spec)
+    return s.compile == "on" or compiling_pays(eager.dropping, steps, spec)[0]
 
 
 def typical_seconds(run, first: list | None = None) -> float:

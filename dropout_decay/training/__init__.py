@@ -3,7 +3,7 @@ May import: model, data, common.
 
 The names below are what the subpackage offers the others, which import them from here."""
 
-from .compiled import COMPILE_MODES, GAIN, CompileChoice, compile_guess_s, compile_stats, compiled_loss
+from .compiled import COMPILE_MODES, CompileChoice, compile_stats, compiled_loss, compiling_pays
 from .device import DeviceChoice, select_device
 from .memory import available_bytes, eval_bytes, gib, step_bytes
 from .trainer import (
@@ -22,16 +22,15 @@ __all__ = [
     "COMPILE_MODES",
     "CompileChoice",
     "DeviceChoice",
-    "GAIN",
     "Hooks",
     "PointRun",
     "Segment",
     "TrainConfig",
     "TrainingDiverged",
     "available_bytes",
-    "compile_guess_s",
     "compile_stats",
     "compiled_loss",
+    "compiling_pays",
     "eval_bytes",
     "evaluate",
     "gib",

@@ -36,6 +36,13 @@ def compile_guess_s(spec: ModelSpec) -> float:
     return 2 * (4.0 + 1.2 * spec.depth)
 
 
+def compiling_pays(per_step_s: float, steps: int, spec: ModelSpec) -> tuple[bool, float, float]:
+    """Auto's rule, for the trainer and the dry run alike: (pays, seconds saved, seconds it costs)
+    over `steps` eager steps of `per_step_s` each."""
+    saved, cost = per_step_s * steps * GAIN, compile_guess_s(spec)
+    return saved > cost, saved, cost
+
+
 def _loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor, sites: tuple, scale) -> torch.Tensor:
     return model(inputs, targets, Drawn(list(sites), scale))
 
@@ -104,7 +111,7 @@ class CompileChoice:
     compiled: bool = False
     from_step: int | None = None
     reason: str = ""
-    _timer: tuple | None = None
+    _timed_from: float | None = None  # when the steps auto times began
 
     def __post_init__(self):
         if _HERE.broken:
@@ -133,12 +140,12 @@ class CompileChoice:
         if step == 1 or step == 1 + PROBE_STEPS:
             float(loss)  # the device has finished the steps timed
             if step == 1:
-                self._timer = (time.perf_counter(),)
+                self._timed_from = time.perf_counter()
                 return
-            per_step = (time.perf_counter() - self._timer[0]) / PROBE_STEPS
+            per_step = (time.perf_counter() - self._timed_from) / PROBE_STEPS
             horizon = max(self.horizon_steps or 0, self.total_steps)
-            saved, cost = per_step * (horizon - step) * GAIN, compile_guess_s(self.spec)
-            if saved > cost:
+            pays, saved, cost = compiling_pays(per_step, horizon - step, self.spec)
+            if pays:
                 self._switch(step, f"auto: compiled from step {step} (eager {per_step * 1e3:.0f} ms/step; "
                                    f"about {saved:.0f} s saved for about {cost:.0f} s compiling)")
 
