@@ -55,7 +55,16 @@ def test_compiled_matches_eager_and_a_decaying_rate_never_recompiles(cache_dir):
     again, _, _ = run(cache_dir, "on", spec=spec)  # another point of the same shape, in the same process
     other_seed, _, _ = run(cache_dir, "on", seed=2, spec=spec)
     assert unique_graphs() == graphs + 2  # two more points: no new graph
-    assert [r["val_loss"] for r in again] == [r["val_loss"] for r in first]  # compiled is deterministic
+    # on several threads a compiled point repeats to rounding only (sweep/replay.py), on one bitwise
+    assert [r["val_loss"] for r in again] == pytest.approx([r["val_loss"] for r in first], abs=TOLERANCE)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one, _, _ = run(cache_dir, "on", spec=spec)
+        one_again, _, _ = run(cache_dir, "on", spec=spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["val_loss"] for r in one_again] == [r["val_loss"] for r in one]
     for e, c in zip(eager, first):
         for key in ("train_loss", "val_loss", "test_loss"):
             assert c[key] == pytest.approx(e[key], abs=TOLERANCE) and c[key] != e[key] or c[key] == e[key]
