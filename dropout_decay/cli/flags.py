@@ -58,7 +58,11 @@ def add_stage_flags(ap: argparse.ArgumentParser, stage: str | None = None) -> No
     g.add_argument("--dropout-rates", nargs="+", type=float,
                    help="static rates in [0,1) (static sweeps default: the seed's nine; stream: 0 0.10 0.14 0.20)")
     g.add_argument("--steps", type=int, default=d.steps, help=f"screen/confirm: optimiser steps per point (default {d.steps})")
-    g.add_argument("--passes", type=float, help="probe: passes over each token limit; its steps follow from the limit")
+    g.add_argument("--passes", nargs="+", type=float,
+                   help="probe: passes over each token limit, its steps following from the limit; map: the pass counts "
+                        "each point is evaluated at (with --min-lr-ratio 1)")
+    g.add_argument("--max-tokens-seen", type=int,
+                   help="map: a point trains at most this many tokens, so the largest limits stop at fewer passes")
     g.add_argument("--stream-token-caps", nargs="+", type=int,
                    help="stream: the growing caps, one segment each (default: 4 doubling caps ending at all training tokens)")
     g.add_argument("--decays", nargs="+", default=d.decays, metavar="NAME:START:END:SHAPE[:UNTIL]",

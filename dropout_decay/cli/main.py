@@ -1,6 +1,6 @@
 """`dropout-decay` (or `python -m dropout_decay.study`): run, resume, inspect and export stage studies.
 
-    screen | confirm | probe | stream [FLAGS]   run a stage (rerunning the same command resumes it)
+    screen | confirm | probe | stream | map [FLAGS]   run a stage (rerunning the same command resumes it)
     run NAME [FLAGS]                    run the stage file studies/NAME.toml, flags override it
     workflow CONFIG [--dry-run]         screen -> select -> confirm -> (probe) -> lock -> stream, in one
                                         resumable folder with index.html and workflow.json

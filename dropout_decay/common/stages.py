@@ -17,6 +17,7 @@ class Stage(StrEnum):
     CONFIRM = "confirm"
     PROBE = "probe"
     STREAM = "stream"
+    MAP = "map"
 
     @property
     def is_stream(self) -> bool:
@@ -26,6 +27,12 @@ class Stage(StrEnum):
     def sweeps_statics(self) -> bool:
         """Screen and confirm: a static curve per model, judged by model selection."""
         return self in (Stage.SCREEN, Stage.CONFIRM)
+
+    @property
+    def counts_passes(self) -> bool:
+        """Probe and map: each point trains a number of passes over its token limit (its steps
+        follow from the limit); a probe is a map of one pass count."""
+        return self in (Stage.PROBE, Stage.MAP)
 
     @property
     def arm_key(self) -> str:
@@ -43,7 +50,7 @@ class Stage(StrEnum):
 
 
 STAGE_NAMES = tuple(s.value for s in Stage)
-WORKFLOW_ORDER = (Stage.SCREEN, Stage.CONFIRM, Stage.PROBE, Stage.STREAM)  # a workflow's stages, in order
+WORKFLOW_ORDER = (Stage.SCREEN, Stage.CONFIRM, Stage.PROBE, Stage.STREAM, Stage.MAP)  # a workflow's stages, in order
 
 
 def stage_of(name: str) -> Stage:

@@ -32,6 +32,7 @@ def check(s: Settings, explicit: frozenset[str] | set[str] = frozenset()) -> Set
     seeds, rates = _checked_grid(s)
     _check_numbers(s)
     s = _checked_twins(s)
+    s = _checked_passes(s)
     _check_limits(s)
     _check_steps(s, "warmup_steps" in explicit)
     calibrations = _checked_stream(s) if s.stage.is_stream else s.calibrations
@@ -117,16 +118,49 @@ def _check_limits(s: Settings) -> None:
         raise UsageError(f"a stream needs at least 2 --stream-token-caps (it follows the arms as the data grows), got "
                          f"{s.stream_token_caps}; one token limit is a screen's")
     if s.stage is Stage.PROBE:
-        if s.passes is None or not s.passes > 0:
-            raise UsageError(f"probe needs --passes, a positive number of passes over each token limit (got {s.passes})")
         if not s.token_limits or len(s.token_limits) < 3 or sorted(set(s.token_limits)) != s.token_limits:
             raise UsageError(f"probe needs at least 3 increasing --token-limits (its nested caps), got {s.token_limits}")
+    if s.stage is Stage.MAP:
+        if not s.token_limits or sorted(set(s.token_limits)) != s.token_limits:
+            raise UsageError(f"map needs increasing --token-limits (its unique-token pools), got {s.token_limits}")
+        cells = sum(len(s.pass_counts(n)) for n in s.token_limits)
+        if cells < 2:
+            raise UsageError(f"a map of one cell ({s.token_limits[0]:,} tokens x {s.pass_counts()[0]:g} passes) has no "
+                             "pressure to map: give more --token-limits or --passes")
+        for n in s.token_limits:
+            ends = [s.steps_at(k, n) for k in s.pass_counts(n)]
+            if len(set(ends)) != len(ends):
+                raise UsageError(f"--passes {' '.join(f'{k:g}' for k in s.pass_counts(n))} over {n:,} tokens end at steps "
+                                 f"{ends}: two counts share a step; use counts further apart or a larger limit")
+
+
+def _checked_passes(s: Settings) -> Settings:
+    """A probe's one pass count (stored as a number, as before); a map's increasing counts, which
+    one run per point evaluates in turn only if its learning rate does not depend on the run's
+    length: after warm-up, constant (--min-lr-ratio 1), so a shorter run is the longer one cut."""
+    if not s.stage.counts_passes:
+        return s
+    counts = s.passes if isinstance(s.passes, list) else [s.passes] if s.passes is not None else []
+    if not counts or min(counts) <= 0 or sorted(set(counts)) != counts:
+        raise UsageError(f"{s.stage} needs --passes, {'one positive number' if s.stage is Stage.PROBE else 'increasing positive numbers'}"
+                         f" of passes over each token limit (got {s.passes})")
+    if s.stage is Stage.PROBE:
+        if len(counts) != 1:
+            raise UsageError(f"probe takes one --passes (got {len(counts)}); several pass counts make a map: run `map`")
+        return replace(s, passes=counts[0])  # as given: a stored probe keeps its fingerprint
+    if s.max_tokens_seen is not None and s.max_tokens_seen <= 0:
+        raise UsageError(f"--max-tokens-seen must be positive, got {s.max_tokens_seen}")
+    if len(counts) > 1 and s.train.min_lr_ratio != 1:
+        raise UsageError(f"a map evaluates each point at {len(counts)} pass counts in one run, which stands for shorter "
+                         f"runs only if the learning rate does not decay with the run's length: pass --min-lr-ratio 1 "
+                         f"(constant after warm-up; got {s.train.min_lr_ratio}), or map one pass count")
+    return replace(s, passes=list(counts))
 
 
 def _check_steps(s: Settings, warmup_given: bool) -> None:
     """No point so long it would not end; a warm-up the user set shorter than what it warms (the
     first segment of a stream). The default warms at most a tenth of any run (trainer.lr_at)."""
-    if s.stage is Stage.PROBE:
+    if s.stage.counts_passes:
         runs, what = [s.steps_for(n) for n in s.token_limits], "--passes over the smallest token limit"
     elif s.stage.is_stream:
         runs, what = [s.stage_steps] * len(s.stream_token_caps or [0] * 4), "--stage-steps of the first segment"

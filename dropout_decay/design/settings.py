@@ -53,7 +53,8 @@ class Settings:
     dropout_rates: list[float] | None = None  # static sweeps: DEFAULT_STATIC_RATES; stream: DEFAULT_STREAM_RATES
     token_limits: list[int] | None = None  # screen/confirm/probe; None: every training token
     steps: int = 2000  # screen/confirm
-    passes: float | None = None  # probe: passes over each token limit (its steps follow from the limit)
+    passes: float | list[float] | None = None  # probe: passes over each token limit; map: the pass counts evaluated
+    max_tokens_seen: int | None = None  # map: a point trains at most this many tokens (larger limits stop at fewer passes)
     stream_token_caps: list[int] | None = None  # None: four doubling caps ending at every training token
     decays: list[str] = field(default_factory=lambda: list(DEFAULT_DECAYS))
     stage_steps: int = 1000
@@ -114,11 +115,29 @@ class Settings:
     def tokens_per_step(self) -> int:
         return self.train.batch_size * self.train.seq_len
 
+    def pass_counts(self, limit: int | None = None) -> list[float]:
+        """Probe and map: the pass counts a point on `limit` tokens is evaluated at, each one a
+        cell of the map; a map's larger limits stop at the last count within --max-tokens-seen."""
+        counts = [self.passes] if not isinstance(self.passes, list) else list(self.passes)
+        if limit is None or self.max_tokens_seen is None:
+            return counts
+        return counts[:1] + [k for k in counts[1:] if k * limit <= self.max_tokens_seen]
+
+    def steps_at(self, passes: float, limit: int) -> int:
+        return max(1, math.ceil(passes * limit / self.tokens_per_step()))
+
+    def limit_segments(self, limit: int) -> list[Segment]:
+        """A screen/confirm/probe/map point on the first `limit` tokens: one segment, or in a map
+        one per pass count, ending where that many passes end (one run stands for the shorter
+        ones because a map's learning rate does not depend on the run's length, checks.py)."""
+        if not self.stage.counts_passes:
+            return [Segment(limit, self.steps)]
+        ends = [self.steps_at(k, limit) for k in self.pass_counts(limit)]
+        return [Segment(limit, end - start) for start, end in zip([0] + ends, ends)]
+
     def steps_for(self, limit: int) -> int:
-        """Optimiser steps of a screen/confirm/probe point trained on `limit` tokens."""
-        if self.stage is Stage.PROBE:
-            return max(1, math.ceil(self.passes * limit / self.tokens_per_step()))
-        return self.steps
+        """Optimiser steps of a screen/confirm/probe/map point trained on `limit` tokens."""
+        return sum(seg.steps for seg in self.limit_segments(limit))
 
     def segments(self, point: dict) -> list[Segment]:
         if self.stage.is_stream:
@@ -126,7 +145,7 @@ class Settings:
             if is_twin(point.get("arm", "")):
                 caps = [caps[-1]] * len(caps)  # the same steps and schedule, on the final pool throughout
             return [Segment(cap, self.stage_steps) for cap in caps]
-        return [Segment(point["tokens"], self.steps_for(point["tokens"]))]
+        return self.limit_segments(point["tokens"])
 
     def to_dict(self) -> dict:
         return asdict(self)

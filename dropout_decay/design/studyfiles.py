@@ -12,9 +12,10 @@ from .settings import STUDIES_DIR, Settings
 
 
 # Settings that only one kind of stage reads; every other setting applies to every stage.
-STATIC_SWEEPS, STATIC_OR_PROBE = (Stage.SCREEN, Stage.CONFIRM), (Stage.SCREEN, Stage.CONFIRM, Stage.PROBE)
+STATIC_SWEEPS, BY_LIMIT = (Stage.SCREEN, Stage.CONFIRM), (Stage.SCREEN, Stage.CONFIRM, Stage.PROBE, Stage.MAP)
 STAGE_ONLY = {
-    "steps": STATIC_SWEEPS, "token_limits": STATIC_OR_PROBE, "plateau_delta": STATIC_OR_PROBE, "passes": (Stage.PROBE,),
+    "steps": STATIC_SWEEPS, "token_limits": BY_LIMIT, "plateau_delta": BY_LIMIT, "passes": (Stage.PROBE, Stage.MAP),
+    "max_tokens_seen": (Stage.MAP,),
     **dict.fromkeys(("stream_token_caps", "decays", "stage_steps", "lock_from", "fixed_pool_controls",
                      "matched_statics", "claims"), (Stage.STREAM,)),
 }

@@ -102,6 +102,8 @@ def analyse(study: optuna.Study) -> Analysis:
     elif stage is Stage.PROBE:
         a.probe = analyse_probe(by_replicate(a.frame), config)
         a.note = probe_note(config, a.probe)
+    elif stage is Stage.MAP:
+        pass  # map.py: the cells, their optima and the pressure law (below)
     else:
         _comparison(a)
     if "replay_of" in config:

@@ -108,7 +108,11 @@ def point_steps(s: Settings) -> list[tuple[list[int], int]]:
         steps = s.stage_steps * len(s.stream_token_caps)
         return [([s.stage_steps] * len(s.stream_token_caps),
                  (steps // cfg.eval_every if cfg.eval_every else 0) + len(s.stream_token_caps))]
-    return [([n], (n // cfg.eval_every if cfg.eval_every else 0) + 1) for n in map(s.steps_for, s.token_limits)]
+    out = []
+    for limit in s.token_limits:
+        segments = [seg.steps for seg in s.limit_segments(limit)]
+        out.append((segments, (sum(segments) // cfg.eval_every if cfg.eval_every else 0) + len(segments)))
+    return out
 
 
 def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from ..common import check, clock, log, shield
 from ..data import TokenCache
 from ..design import Settings
-from ..model import Arm, ModelSpec
+from ..model import Arm, ModelSpec, pressure_coordinates
 from ..training import Hooks, PointRun, TrainingDiverged, train
 from . import cpu
 from .attachments import attach_trial
@@ -104,6 +104,8 @@ class PointRunner:
     def _record(self, trial: optuna.Trial, segments: list[dict], rows: list[dict], seconds: float) -> float:
         """A finished point's metrics, segments, trace and time on its trial; its value."""
         final = segments[-1]
+        n_params = self.specs[trial.params["model"]].n_params(self.cache.manifest["vocab_size"])
+        segments = [seg | pressure_coordinates(n_params, seg["cap"], seg["tokens"]) for seg in segments]
         self._attach(trial, rows)
         for key in ("train_loss", "val_loss", "gap", "test_loss"):
             trial.set_user_attr(key, final[key])

@@ -33,7 +33,7 @@ def test_the_table_names_real_knobs_and_every_knob_without_a_row_came_after_the_
     assert set(knobs.SETTINGS) <= settings and set(knobs.TRAINING) <= training
     # the knobs added since 0.3 that shape results: each is left out of a fingerprint at its absent value
     assert settings - set(knobs.SETTINGS) == {"order_seeds", "fixed_pool_controls", "matched_statics", "claims",
-                                              "memory_budget"}
+                                              "memory_budget", "max_tokens_seen"}
     assert training - set(knobs.TRAINING) == {"micro_batch"}
 
 
