@@ -6,12 +6,26 @@ The names below are what the subpackage offers the others, which import them fro
 from .arms import Arm, ArmKind, base_name, is_twin, twin_name
 from .gpt import GPT, ModelSpec, parse_model_spec
 from .law import fit_form, fit_law, formula, predict
-from .pressure import pressure_coordinates
+from .pressure import (
+    PRESSURE_FORMS,
+    pressure_coordinates,
+    pressure_formula,
+    pressure_rate,
+    read_pressure_law,
+    regime,
+    regime_differences,
+)
 from .masks import DEFAULT_MASKS, LEGACY_MASKS, MASK_FORMS, Drawn, describe_masks, draw_all
 from .schedules import Schedule, check_rate, is_calibrated, parse_decays, read_calibration, static
 
 __all__ = [
+    "PRESSURE_FORMS",
     "pressure_coordinates",
+    "pressure_formula",
+    "pressure_rate",
+    "read_pressure_law",
+    "regime",
+    "regime_differences",
     "Arm",
     "ArmKind",
     "DEFAULT_MASKS",

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
-from ..analysis import analyse_probe, by_replicate, claims, compare_arms, fixed_pool_interaction, judge, select_models
+from ..analysis import analyse_map, analyse_probe, by_replicate, claims, compare_arms, fixed_pool_interaction, judge, select_models
 from ..common import Stage
 from ..model import Arm, ArmKind, parse_decays
 from ..sweep import first_complete, load_config, replay_rows, storage_of
-from .notes import probe_note, replay_note, static_note, stream_note
+from .notes import map_note, probe_note, replay_note, static_note, stream_note
 
 METRICS = ("train_loss", "val_loss", "gap", "test_loss")
 
@@ -32,6 +32,7 @@ class Analysis:
     summary: pd.DataFrame | None = None  # summary.csv
     selection: list[dict] | None = None  # screen, confirm: model_selection
     probe: dict | None = None  # probe: per-cap optima and the law
+    map: dict | None = None  # map: its cells and the pressure laws fitted to them
     comparison: list[dict] | None = None  # stream: paired decay - other arm rows
     claims: list[dict] | None = None  # stream: one verdict per decay and cap
     interaction: list[dict] | None = None  # stream with fixed-pool twins
@@ -103,7 +104,8 @@ def analyse(study: optuna.Study) -> Analysis:
         a.probe = analyse_probe(by_replicate(a.frame), config)
         a.note = probe_note(config, a.probe)
     elif stage is Stage.MAP:
-        pass  # map.py: the cells, their optima and the pressure law (below)
+        a.map = analyse_map(by_replicate(a.frame), config)
+        a.note = map_note(a.map)
     else:
         _comparison(a)
     if "replay_of" in config:

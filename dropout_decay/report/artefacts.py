@@ -28,6 +28,7 @@ from .notes import headline, refresh_note
 from .page import ensure_plotly, report_page
 
 PENDING = ".export-new"
+LAW_FILES = {"first-order": "pressure_law.json", "interaction": "pressure_law_interaction.json"}
 
 
 def _clean(obj):
@@ -79,6 +80,12 @@ def render(a: Analysis, plotly_src: str) -> dict[str, str]:
     if a.probe is not None:
         files["probe.json"] = _json(a.probe)
         files["probe.csv"] = _csv(_flat(a.probe["caps"], drop=("curve", "quadratic", "bootstrap")))
+    if a.map is not None:
+        files["map.json"] = _json(a.map)
+        files["map.csv"] = _csv(_flat(a.map["cells"], drop=("curve", "bootstrap")))
+        for form, law in a.map["laws"].items():
+            if "reason" not in law:
+                files[LAW_FILES[form]] = _json(law)
     if a.comparison is not None:
         files["comparison.json"] = _json(a.comparison)
         if a.comparison:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..common import Stage, write_text
 from ..design import ORDER
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
+from .map_figures import map_figures
 from .notes import cap_text
 from .page import PLOTLY_JS, figure_divs, page
 
@@ -26,6 +27,8 @@ def index_figures(stage: str, analysis) -> str:
         figures = static_figures(analysis.frame, analysis.selection)
     elif stage is Stage.PROBE:
         figures = probe_figures(analysis.frame, analysis.probe)
+    elif stage is Stage.MAP:
+        figures = map_figures(analysis.map["cells"])
     else:
         learning = learning_figures(analysis.trace, "arm", True)
         figures = [learning[0], learning[1], learning[-1], *stream_figures(analysis.summary, analysis.comparison)[1:]]

@@ -103,6 +103,21 @@ def probe_note(config: dict, probe: dict) -> str:
     return "\n".join(lines)
 
 
+def map_note(m: dict) -> str:
+    """The dashboard note of a map: where dropout helps, and each law with its held-out error."""
+    lines = ["## map: where does dropout help?", "", m["description"] + ".", ""]
+    for form, law in m["laws"].items():
+        if "reason" in law:
+            lines.append(f"* **{form} law:** none ({law['reason']})")
+            continue
+        h = law["held_out"]
+        lines.append(f"* **{form} law:** {law['formula']}; leave-one-cell-out |error of p*| {h['law']['p_star_mae']:.3f}, "
+                     f"regret {h['law']['regret_mean']:.4f} nats (best single static rate: {h['best_static']['p_star_mae']:.3f}, "
+                     f"{h['best_static']['regret_mean']:.4f}; one-variable law: {h['one_variable_law']['p_star_mae']:.3f}, "
+                     f"{h['one_variable_law']['regret_mean']:.4f})")
+    return "\n".join(lines)
+
+
 def headline(a) -> str:
     """The run's answer in one line, for the console's closing line and export.json (`a`: an Analysis)."""
     stage = Stage(a.config["stage"])
@@ -111,6 +126,8 @@ def headline(a) -> str:
     if stage.sweeps_statics:
         return "; ".join(f"{r['model']} at {r['cap']:,} tokens: best p = {r['best_p']:g} "
                          f"(val loss {r['best_val_loss']:.4f} nats), {r['verdict']}" for r in a.selection)
+    if stage is Stage.MAP:
+        return a.map["description"]
     if stage is Stage.PROBE:
         law = a.probe["law"]
         return f"law {formula(law)}" if law.get("form") else f"no law: {law['reason']}"

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 
 from ..common import Stage, write_text
 from .figures import learning_figures, probe_figures, static_figures, stream_figures
+from .map_figures import map_figures
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -66,6 +67,8 @@ def figures_of(a) -> list[go.Figure]:
         figures += static_figures(a.frame, a.selection)
     if stage is Stage.PROBE:
         figures += probe_figures(a.frame, a.probe)
+    if stage is Stage.MAP:
+        figures += map_figures(a.map["cells"])
     figures += learning_figures(a.trace, stage.arm_key, stage.is_stream)
     if stage.is_stream:
         figures += stream_figures(a.summary, a.comparison)

@@ -146,11 +146,14 @@ def optimizer_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, 
 UNIFORM_SLACK = 0.01  # nats: the untrained model predicts uniformly (zero head), so trained is below
 
 
-def worse_than_uniform(val_loss: float, vocab_size: int, step: int) -> None:
+def worse_than_uniform(val_loss: float, vocab_size: int, step: int, train_loss: float | None = None) -> None:
     """A model that ends a segment predicting worse than a uniform guess over the vocabulary has
-    diverged (too high a learning rate, typically), and its loss says nothing about dropout."""
+    diverged (too high a learning rate, typically), and its loss says nothing about dropout;
+    unless it fits its training pool better than uniform: then it has memorised that pool (a map
+    cell of many passes without dropout), and its validation loss is the very thing measured."""
     uniform = math.log(vocab_size)
-    if val_loss > uniform + UNIFORM_SLACK:
+    memorised = train_loss is not None and train_loss < uniform - UNIFORM_SLACK
+    if val_loss > uniform + UNIFORM_SLACK and not memorised:
         raise TrainingDiverged(f"validation loss {val_loss:.3f} nats at step {step} is worse than a uniform guess over "
                                f"{vocab_size} tokens (ln {vocab_size} = {uniform:.3f}); try a lower --lr")
 
@@ -258,6 +261,6 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
                 hooks.trace(row)
                 if last:
                     rows.append({k: v for k, v in row.items() if k != "kind"})
-                    worse_than_uniform(row["val_loss"], vocab, step)
+                    worse_than_uniform(row["val_loss"], vocab, step, row["train_loss"])
     hooks.compiled(choice.record())
     return rows
