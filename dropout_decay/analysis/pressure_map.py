@@ -32,10 +32,19 @@ def pass_counts(settings: dict) -> list[float]:
 
 
 def cell_frame(metrics: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """The metrics rows of a map or probe with their cell: the requested pass count of their segment."""
-    counts = pass_counts(config["settings"])
+    """The metrics rows of any stored stage with their cell and a `dropout` column: a map's or a
+    probe's requested pass count of their segment, else the passes the point made (a screen's
+    steps over its limit; in a stream each cap of the growing pool, from its static arms only,
+    C counting every token since step 0)."""
     frame = metrics.copy()
-    frame["passes"] = [float(counts[int(i)]) if counts[0] is not None else math.nan for i in frame["segment"]]
+    if config["stage"] == "stream":
+        frame = frame[frame["arm"].str.startswith("static:") & ~frame["arm"].str.endswith("@fixed")]
+        frame = frame.assign(dropout=frame["arm"].str.slice(len("static:")).astype(float))
+    counts = pass_counts(config["settings"])
+    if config["stage"] in ("map", "probe"):
+        frame["passes"] = [float(counts[int(i)]) for i in frame["segment"]]
+    else:
+        frame["passes"] = (frame["tokens"] / frame["cap"]).round(3)
     return frame
 
 
@@ -68,10 +77,11 @@ def analyse_cell(val: pd.DataFrame, test: pd.DataFrame | None, seed: int = 0) ->
                   "gain_high": g_high, "test_gain": test_gain}
 
 
-def map_cells(metrics: pd.DataFrame, config: dict) -> list[dict]:
-    """One row per (model, U, passes) cell: its optimum, gain and pressure coordinates."""
+def map_cells(metrics: pd.DataFrame, config: dict, framed: bool = False) -> list[dict]:
+    """One row per (model, U, passes) cell: its optimum, gain and pressure coordinates
+    (`framed`: the rows already carry their cell, from `cell_frame`)."""
     params = {m["label"]: m["parameters"] for m in config["models"]}
-    frame = cell_frame(metrics, config)
+    frame = metrics if framed else cell_frame(metrics, config)
     cells = []
     for (model, cap, passes), at in frame.groupby(["model", "cap", "passes"], sort=True):
         val = at.pivot_table(index=["seed", "order_seed"], columns="dropout", values="val_loss", aggfunc="first")
@@ -79,7 +89,7 @@ def map_cells(metrics: pd.DataFrame, config: dict) -> list[dict]:
         if val.shape[1] < 2 or val.empty:
             continue
         test = at.pivot_table(index=["seed", "order_seed"], columns="dropout", values="test_loss",
-                              aggfunc="first").reindex(index=val.index) if at["test_loss"].notna().any() else None
+                              aggfunc="first").reindex(index=val.index) if "test_loss" in at and at["test_loss"].notna().any() else None
         p, seen = params[model], float(at["tokens"].mean())
         cells.append({"model": model, "parameters": p, "unique_tokens": int(cap), "passes": passes,
                       "steps": int(at["step"].max()), "tokens_seen": int(seen), "tokens_per_parameter": cap / p,

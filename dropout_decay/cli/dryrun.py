@@ -12,6 +12,7 @@ from dataclasses import replace
 from ..common import Stage, clock
 from ..data import prepare_cache
 from ..design import WorkflowFile, mean_rates, resolve, side_by_side
+from ..model import parse_decays
 from ..sweep import check_fits, grid_seconds, peak_memory, per_step_text, step_seconds
 from ..training import gib, select_device
 
@@ -59,9 +60,18 @@ def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
 
 
 def decay_means(s, vocab_size: int) -> str:
-    """Each decay's rate averaged over the stream's steps: what a matched static arm would hold."""
+    """Each decay's rate averaged over the stream's steps (what a matched static arm would hold)
+    and the path it takes cap by cap: its rate at the first and last step of each segment."""
     means = mean_rates(s, vocab_size)
-    return "time-averaged rates: " + (", ".join(f"{name} {p:.4f}" for name, p in means.items()) or "no decays")
+    lines = ["time-averaged rates: " + (", ".join(f"{name} {p:.4f}" for name, p in means.items()) or "no decays")]
+    caps, steps = s.stream_token_caps, [s.stage_steps] * len(s.stream_token_caps)
+    n_params = s.specs()[0].n_params(vocab_size)
+    for d in parse_decays(s.decays, s.calibrations):
+        rates = list(d.for_stream(caps, n_params, s.tokens_per_step(), steps).rates_at(steps))
+        ends = [(rates[i * s.stage_steps], rates[(i + 1) * s.stage_steps - 1]) for i in range(len(caps))]
+        lines.append(f"  {d.name} by cap: " + " | ".join(f"{cap:,}: {a:.3f}" + (f"→{b:.3f}" if abs(a - b) > 5e-4 else "")
+                                                      for cap, (a, b) in zip(caps, ends)))
+    return "\n".join(lines)
 
 
 def _grid(s, extra_arms: int = 0) -> str:

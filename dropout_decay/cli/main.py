@@ -9,6 +9,8 @@
                                         its unvisited points until the grid is done
     status RUN_DIR                      what is done / running / stale / failed / left, with an ETA
     export RUN_DIR                      rebuild every artefact from the storage alone
+    backtest FIT_RUN... --predict RUN... --output-dir DIR
+                                        fit the pressure law on stored studies, predict others' optima
     replay RUN_DIR [--seeds/--arms/...] re-run (part of) a stored grid into a new study; report
                                         per point the change in val loss and bitwise identity
     dashboard [RUN_DIR] [--port 8080]   optuna-dashboard on 127.0.0.1, each study with its verdict note
@@ -29,7 +31,7 @@ from ..common import STAGE_NAMES, Stage, UsageError, deferred, exit_with, listen
 from .parsing import prog, stage_parser
 from .stages import launch, run_file
 
-COMMANDS = (*STAGE_NAMES, "run", "workflow", "resume", "worker", "status", "export", "replay", "dashboard", "cache")
+COMMANDS = (*STAGE_NAMES, "run", "workflow", "backtest", "resume", "worker", "status", "export", "replay", "dashboard", "cache")
 
 
 def dispatch(command: str, rest: list[str], argv: list[str]) -> int:
@@ -41,6 +43,10 @@ def dispatch(command: str, rest: list[str], argv: list[str]) -> int:
         from .workflow import workflow_command
 
         return workflow_command(rest, argv)
+    if command == "backtest":
+        from .backtest import backtest_command
+
+        return backtest_command(rest)
     from . import tools
 
     if command in ("resume", "worker"):

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from ..common import Stage, UsageError, check_kinds
 from ..data import Layout
-from ..model import check_rate, is_calibrated, parse_decays, read_calibration
+from ..model import check_rate, is_calibrated, parse_decays, read_calibration, read_pressure_law, reads_law
 from ..training import COMPILE_MODES
 from .declared import check_claims
 from .settings import DEFAULT_STATIC_RATES, DEFAULT_STREAM_RATES, Settings
@@ -178,8 +178,10 @@ def _checked_stream(s: Settings) -> dict | None:
     arms, and its one model is locked. Returns the laws the calibrated decays follow."""
     calibrations = {**(s.calibrations or {})}
     for text in s.decays:
-        if is_calibrated(text) and text.split(":", 1)[0] not in calibrations:
-            calibrations[text.split(":", 1)[0]] = read_calibration(text)
+        if reads_law(text) and text.split(":", 1)[0] not in calibrations:
+            path = text.split(":", 2)[2]
+            calibrations[text.split(":", 1)[0]] = read_calibration(text) if is_calibrated(text) else (
+                read_pressure_law(path) | {"source": path})
     calibrations = calibrations or None
     parse_decays(s.decays, calibrations)
     check_claims(s.claims, None, s.stream_token_caps, s.twinned)  # the arms: once they are known

@@ -19,6 +19,9 @@ from ..data import DEFAULT_CACHE_DIR, DEFAULT_VOCAB, DataSource, Layout, TokenCa
 from ..model import (
     Arm,
     ModelSpec,
+    describe_masks,
+    regime,
+    regime_differences,
     is_twin,
     parse_decays,
     parse_model_spec,
@@ -71,7 +74,7 @@ class Settings:
     device: str = "mps"
     grid_seed: int = 0
     lock_from: str | None = None  # stream: a confirm run whose selection names the locked model
-    calibrations: dict | None = None  # stream: the fitted law of each calibrated decay, read once from its probe.json
+    calibrations: dict | None = None  # stream: the law of each calibrated or pressure decay, read once from its file
     splits: str = "train-val-test"  # train-val: the layout of 0.3, no held-out test documents
     order_seeds: list[int] | None = None  # a grid factor: the training documents in each seed's order
     fixed_pool_controls: bool | list[str] = False  # stream: every arm (or the named ones) also as ARM@fixed
@@ -199,14 +202,29 @@ def resolve(s: Settings, cache: TokenCache) -> Settings:
         if unknown:
             raise UsageError(f"--fixed-pool-controls names {', '.join(unknown)}, not arms of this stream ({', '.join(arms)})")
         check_claims(s.claims, arms, s.stream_token_caps, s.twinned)
+        check_law_arms(s, cache.manifest)
     return s
+
+
+def check_law_arms(s: Settings, manifest: dict) -> None:
+    """A path gives one rate per cap; a pressure law was fitted in this stream's regime (the
+    same tokenizer, corpus, optimiser protocol and dropout; model.pressure.regime)."""
+    here = regime(s.to_dict(), manifest, describe_masks(s.train.dropout_masks))
+    for d in parse_decays(s.decays, s.calibrations):
+        if d.shape == "path":
+            d.for_stream(s.stream_token_caps, 1)  # refuses a path of the wrong length
+        if d.shape == "pressure":
+            differs = regime_differences(d.law["regime"], here)
+            if differs:
+                raise UsageError(f"pressure arm {d.name}: its law ({d.law.get('source', 'stored')}) was fitted in another "
+                                 f"regime than this stream's ({'; '.join(differs)}); fit one in this regime (a map)")
 
 
 def mean_rates(s: Settings, vocab_size: int) -> dict[str, float]:
     """Each decay's rate averaged over the steps of this stream."""
     n_params = s.specs()[0].n_params(vocab_size)
     steps = [s.stage_steps] * len(s.stream_token_caps)
-    return {d.name: d.for_stream(s.stream_token_caps, n_params).mean_rate(steps)
+    return {d.name: d.for_stream(s.stream_token_caps, n_params, s.tokens_per_step(), steps).mean_rate(steps)
             for d in parse_decays(s.decays, s.calibrations)}
 
 

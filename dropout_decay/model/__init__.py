@@ -16,7 +16,7 @@ from .pressure import (
     regime_differences,
 )
 from .masks import DEFAULT_MASKS, LEGACY_MASKS, MASK_FORMS, Drawn, describe_masks, draw_all
-from .schedules import Schedule, check_rate, is_calibrated, parse_decays, read_calibration, static
+from .schedules import Schedule, check_rate, is_calibrated, is_pressure, parse_decays, read_calibration, reads_law, static
 
 __all__ = [
     "PRESSURE_FORMS",
@@ -43,11 +43,13 @@ __all__ = [
     "fit_law",
     "formula",
     "is_calibrated",
+    "is_pressure",
     "is_twin",
     "parse_decays",
     "parse_model_spec",
     "predict",
     "read_calibration",
+    "reads_law",
     "static",
     "twin_name",
 ]

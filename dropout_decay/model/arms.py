@@ -1,7 +1,8 @@
 """A stream's arms as one value: what it is, the rate it applies at a point of training, its twin.
 
 An arm is parsed once from its string: `static:P`, a decay `NAME:START:END:SHAPE[:UNTIL]`
-(`UNTIL` < 1 is early dropout), `NAME:calibrated:PROBE_JSON` (schedules.py has the grammar).
+(`UNTIL` < 1 is early dropout), `NAME:calibrated:PROBE_JSON`, `NAME:path:R1,R2,...`,
+`NAME:pressure:LAW_JSON` (schedules.py has the grammar).
 Its fixed-pool twin `NAME@fixed` runs the same schedule on the final cap from step 0, which
 separates decay over training time from decay as data grows (the interaction, the mechanism
 test). Stored arm names are these strings, byte for byte; the `@fixed` suffix is spelled here
@@ -24,6 +25,8 @@ class ArmKind(StrEnum):
     EARLY = "early"  # such a decay that reaches its end before the stream does, then holds
     STEP = "step"  # constant within each segment
     CALIBRATED = "calibrated"  # follows a probe's fitted law cap by cap
+    PATH = "path"  # a fixed rate per cap
+    PRESSURE = "pressure"  # follows a pressure law step by step (model/pressure.py)
 
 
 def is_twin(name: str) -> bool:
@@ -54,7 +57,7 @@ class Arm:
         s = self.schedule
         if s.is_static:
             return ArmKind.STATIC
-        if s.shape in ("calibrated", "step"):
+        if s.shape in ("calibrated", "step", "path", "pressure"):
             return ArmKind(s.shape)
         return ArmKind.EARLY if s.until < 1.0 else ArmKind.DECAY
 

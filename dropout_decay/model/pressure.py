@@ -62,7 +62,7 @@ def regime(settings: dict, manifest: dict, dropout_form: dict) -> dict:
 def regime_differences(a: dict, b: dict) -> list[str]:
     """The names (and both values, shortened) of what differs between two regimes."""
     def short(v):
-        return str(v)[:12] if isinstance(v, str) and len(str(v)) > 16 else v
+        return str(v)[:24] + "…" if isinstance(v, str) and len(v) > 28 else v
     return [f"{k} {short(a.get(k))} vs {short(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 

@@ -11,6 +11,12 @@ a stream the rate is the law's p* at that segment's token cap in tokens per para
 to the rates the probe swept. The cap, not the tokens seen so far, is the D the probe varied
 (it held the passes over each cap fixed). The law is copied into the run's settings when the
 run starts, so a replay or a worker never needs the probe folder.
+
+`NAME:path:R1,R2,...` holds a fixed rate per cap (the form of the seed's published paths, e.g.
+0.18,0.14,0.08,0.04), one rate for each of the stream's caps. `NAME:pressure:LAW_JSON` follows
+a pressure law (pressure.py) step by step: at each step x is the current cap's log10(P/U) and y
+log10(C/U) with C the tokens seen so far, so the rate changes within a segment as the passes
+over its cap grow, clamped to the law's [p_min, p_max]. Its law is copied into the settings too.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from ..common import UsageError
 from .law import predict
+from .pressure import pressure_rate
 
 SHAPES = ("cosine", "linear", "exponential", "step")
 NAME = re.compile(r"[A-Za-z_][\w.-]*")
@@ -43,13 +50,28 @@ class Schedule:
     law: dict | None = None  # `calibrated`: the fitted p*(D)
     rates: tuple[float, ...] = ()  # `calibrated`: the rate of each segment, from `for_stream`
     until: float = 1.0  # the fraction of the run by which the rate reaches `end`
+    caps: tuple[int, ...] = ()  # `pressure`: the stream's caps, from `for_stream`
+    n_params: int = 0  # `pressure`: P
+    tokens_per_step: int = 0  # `pressure`: how C grows
+    total_steps: int = 0  # `pressure`: to turn progress back into a step
 
     @property
     def is_static(self) -> bool:
         return self.shape == "constant"
 
-    def for_stream(self, caps: list[int], n_params: int) -> "Schedule":
-        """This schedule over a stream of `caps` (one segment each) for a model of `n_params`."""
+    def for_stream(self, caps: list[int], n_params: int, tokens_per_step: int = 0,
+                   steps: list[int] | None = None) -> "Schedule":
+        """This schedule over a stream of `caps` (one segment each, of `steps` steps, each step
+        `tokens_per_step` tokens: what a pressure arm needs) for a model of `n_params`."""
+        if self.shape == "path" and len(self.rates) != len(caps):
+            raise UsageError(f"path {self.name} gives {len(self.rates)} rates for a stream of {len(caps)} caps: "
+                             "give one rate per cap")
+        if self.shape == "pressure":
+            if not (n_params and tokens_per_step and steps):
+                return self  # not yet set for a run: the estimate prices it at its largest rate
+            s = replace(self, segments=len(caps), caps=tuple(caps), n_params=n_params, tokens_per_step=tokens_per_step,
+                        total_steps=sum(steps))
+            return replace(s, start=s.rate(0.0, 0), end=s.rate(1.0, len(caps) - 1))
         if self.shape != "calibrated":
             return replace(self, segments=max(1, len(caps)))
         lo, hi = self.law["p_range"]
@@ -69,12 +91,22 @@ class Schedule:
         if self.shape == "exponential":
             return a * (b / a) ** t
         k = min(segment, self.segments - 1)
+        if self.shape == "path":
+            return self.rates[min(segment, len(self.rates) - 1)]
+        if self.shape == "pressure":
+            return self._pressure(progress, segment)
         if self.shape == "calibrated":
             return self.rates[k] if self.rates else a
         # step: segment k of n holds the k-th of n evenly spaced rates from start to end
         n = self.segments
         return a + (b - a) * (k / (n - 1) if n > 1 else 0.0)
 
+    def _pressure(self, progress: float, segment: int) -> float:
+        if not self.caps:
+            return self.start
+        step = round(min(max(progress, 0.0), 1.0) * max(self.total_steps - 1, 0))
+        u, seen = self.caps[min(segment, len(self.caps) - 1)], (step + 1) * self.tokens_per_step
+        return pressure_rate(self.law, math.log10(self.n_params / u), math.log10(seen / u))
 
     def rates_at(self, steps: list[int]):
         """The rate at every step of a run whose segments have `steps` steps each (the schedule
@@ -102,6 +134,24 @@ def is_calibrated(text: str) -> bool:
     return text.count(":") >= 2 and text.split(":")[1] == "calibrated"
 
 
+def is_pressure(text: str) -> bool:
+    return text.count(":") >= 2 and text.split(":")[1] == "pressure"
+
+
+def reads_law(text: str) -> bool:
+    """A decay that follows a law read from a file once (calibrated, pressure)."""
+    return is_calibrated(text) or is_pressure(text)
+
+
+def _path(text: str) -> Schedule:
+    name, _, given = text.split(":", 2)
+    try:
+        rates = tuple(check_rate(float(r), f"path {name} rate") for r in given.split(","))
+    except ValueError:
+        raise UsageError(f"bad path {text!r}: expected NAME:path:R1,R2,... with one rate in [0, 1) per cap") from None
+    return Schedule(name=name, start=rates[0], end=rates[-1], shape="path", segments=len(rates), rates=rates)
+
+
 def _name(text: str) -> str:
     name = text.split(":", 1)[0]
     if not NAME.fullmatch(name) or name.startswith("static"):
@@ -125,6 +175,15 @@ def read_calibration(text: str) -> dict:
 
 
 def parse_decay(text: str, calibrations: dict | None = None) -> Schedule:
+    if is_pressure(text):
+        from .pressure import read_pressure_law
+
+        name = _name(text)
+        law = (calibrations or {}).get(name) or read_pressure_law(text.split(":", 2)[2]) | {"source": text.split(":", 2)[2]}
+        return Schedule(name=name, start=law["p_max"], end=law["p_min"], shape="pressure", law=law)
+    if text.count(":") >= 2 and text.split(":")[1] == "path":
+        _name(text)
+        return _path(text)
     if is_calibrated(text):
         name = _name(text)
         law = (calibrations or {}).get(name) or read_calibration(text)
@@ -133,7 +192,8 @@ def parse_decay(text: str, calibrations: dict | None = None) -> Schedule:
     parts = text.split(":")
     if len(parts) not in (4, 5):
         raise UsageError(f"bad decay {text!r}: expected NAME:START:END:SHAPE[:UNTIL], e.g. decay_030_to_014:0.30:0.14:cosine "
-                         "or early:0.1:0:linear:0.17, or NAME:calibrated:PROBE_JSON")
+                         "or early:0.1:0:linear:0.17, or NAME:calibrated:PROBE_JSON, NAME:path:R1,R2,... or "
+                         "NAME:pressure:LAW_JSON")
     name, start, end, shape = parts[:4]
     until = _until(text, parts[4]) if len(parts) == 5 else 1.0
     if until < 1.0 and shape == "step":

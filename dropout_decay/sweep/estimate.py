@@ -122,7 +122,7 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
     cfg = s.train
     replicates = len(s.seeds) * len(s.order_seeds or [None])
     eval_sets = 3 if s.layout().has_test else 2
-    arms = [a.schedule if a.kind is ArmKind.CALIBRATED else a.schedule.for_stream(s.stream_token_caps or [0], 0)
+    arms = [a.schedule if a.kind in (ArmKind.CALIBRATED, ArmKind.PRESSURE) else a.schedule.for_stream(s.stream_token_caps or [0], 0)
             for a in s.arms()]
     total = 0.0
     for eager in per_step.values():

@@ -222,8 +222,9 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
     cfg, device, vocab = run.cfg, run.device, cache.manifest["vocab_size"]
     data = _data(run, cache)
     total = sum(s.steps for s in run.segments)
-    schedule = run.schedule.for_stream(run.schedule_caps or [s.cap for s in run.segments], run.spec.n_params(vocab))
     tokens_per_step = cfg.batch_size * cfg.seq_len
+    schedule = run.schedule.for_stream(run.schedule_caps or [s.cap for s in run.segments], run.spec.n_params(vocab),
+                                       tokens_per_step, [s.steps for s in run.segments])
 
     torch.manual_seed(run.seed)
     model = GPT(run.spec, vocab, cfg.seq_len, cfg.dropout_masks).to(device)
