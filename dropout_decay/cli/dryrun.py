@@ -18,6 +18,8 @@ from ..training import gib, select_device
 
 
 def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
+    if wf.map_only:
+        return print_map_plan(wf, threads)
     screen = wf.settings(Stage.SCREEN, {})
     device = select_device(screen.device)
     check_fits(screen, screen.vocab_size, device.name)  # never builds the data or a model that cannot fit
@@ -57,6 +59,29 @@ def print_plan(wf: WorkflowFile, threads: int | None = None) -> int:
     if wf.scale_model:
         print("\n".join(side_by_side(wf)))
     return 0
+
+
+def print_map_plan(wf: WorkflowFile, threads: int | None) -> int:
+    s = wf.settings(Stage.MAP, {})
+    device = select_device(s.device)
+    check_fits(s, s.vocab_size, device.name)
+    cache = prepare_cache(s.data_source())
+    s = resolve(s, cache)
+    per_step = step_seconds(s, cache.manifest["vocab_size"], device.name, threads)
+    print(f"workflow {wf.name} ({wf.path}) on {device.name} ({device.note}): a map")
+    print(f"  map: {_grid(s)}; about {clock(grid_seconds(s, per_step))}\n{map_cost(s)}")
+    return 0
+
+
+def map_cost(s) -> str:
+    """A map's cells and what it trains: sum over U of the steps to its largest pass count, in
+    tokens, times rates, seeds and models (one run per point stands for its shorter cells)."""
+    cells = {n: s.pass_counts(n) for n in s.token_limits}
+    runs = len(s.dropout_rates) * len(s.seeds) * len(s.order_seeds or [None]) * len(s.models)
+    tokens = sum(s.steps_for(n) for n in s.token_limits) * s.tokens_per_step() * runs
+    rows = "; ".join(f"{n:,} x {' '.join(f'{k:g}' for k in ks)}" for n, ks in cells.items())
+    return (f"  cells (unique tokens x passes): {rows} = {sum(map(len, cells.values()))} cells\n"
+            f"  tokens trained: sum(U x its largest passes) x {runs} runs per limit (rates x seeds x models) = {tokens:,}")
 
 
 def decay_means(s, vocab_size: int) -> str:

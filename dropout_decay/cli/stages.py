@@ -58,6 +58,10 @@ def dry_run(resolved: Resolved, device, threads: int | None, requested: int | No
         from .dryrun import decay_means  # torch and the rest load after Ctrl-C is handled (main.py)
 
         print(decay_means(s, vocab))
+    if s.stage is Stage.MAP:
+        from .dryrun import map_cost
+
+        print(map_cost(s))
     available = check_fits(s, vocab, device.name)[1]  # passed already in resolve_stage: here for the figure
     per_step = step_seconds(s, vocab, device.name, threads)
     print(f"estimate on {device.name} ({device.note}):\n{describe_estimate(s, per_step, vocab, available)}")

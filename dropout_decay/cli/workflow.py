@@ -98,6 +98,13 @@ class Workflow:
     def run(self) -> int:
         self.device = select_device(self.wf.shared.get("device", "mps"))
         self.record |= {"device": self.device.name, "mps_compliant": self.device.mps_compliant, "note": self.device.note}
+        if Stage.MAP in self.wf.tables:
+            mapped = self.stage(Stage.MAP, {})
+            if mapped.code:
+                return mapped.code
+            self.decide("map", "pressure law", mapped.analysis.map["description"])
+            if self.wf.map_only:
+                return self.done()
         screen = self.stage(Stage.SCREEN, {})
         if screen.code:
             return screen.code
@@ -149,6 +156,9 @@ class Workflow:
         entry = self.record["stages"][Stage.STREAM]
         entry["claims"] = claims(stream.analysis.comparison or [])
         entry["primary"] = stream.analysis.primary or []
+        return self.done()
+
+    def done(self) -> int:
         self.record["status"] = "done"
         self.save()
         log(f"workflow {self.wf.name}: done; {self.out / 'index.html'}")

@@ -50,7 +50,7 @@ class Stage(StrEnum):
 
 
 STAGE_NAMES = tuple(s.value for s in Stage)
-WORKFLOW_ORDER = (Stage.SCREEN, Stage.CONFIRM, Stage.PROBE, Stage.STREAM, Stage.MAP)  # a workflow's stages, in order
+WORKFLOW_ORDER = (Stage.MAP, Stage.SCREEN, Stage.CONFIRM, Stage.PROBE, Stage.STREAM)  # a workflow's stages, in order (a map needs nothing handed over)
 
 
 def stage_of(name: str) -> Stage:

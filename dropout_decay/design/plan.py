@@ -2,7 +2,8 @@
 
 A workflow TOML has a `[workflow]` table of settings every stage shares (device, data,
 training knobs) and one table per stage, `[screen]`, `[confirm]`, optionally `[probe]`, and
-`[stream]`, each holding the flags of that stage with underscores. What a table leaves out is
+`[stream]`, each holding the flags of that stage with underscores; optionally a `[map]`, which
+runs first and hands nothing over (a file of only `[workflow]` and `[map]` is a map workflow). What a table leaves out is
 handed over from the stage before, by these rules:
 
 * confirm: the screen's best candidate model (lowest val loss among models with an interior,
@@ -44,6 +45,10 @@ class WorkflowFile:
     def stages(self) -> list[str]:
         return [s for s in ORDER if s in self.tables]
 
+    @property
+    def map_only(self) -> bool:
+        return set(self.tables) == {Stage.MAP}
+
     def check_stages(self) -> Settings:
         return check_stages(self)
 
@@ -58,7 +63,10 @@ class WorkflowFile:
 def check_stages(wf: WorkflowFile) -> Settings:
     """Every stage's table checked before anything runs, with what earlier stages will hand over
     stood in for (the first screened model as the winner, the screen's rates); the screen's
-    settings, whose models are the largest any stage trains."""
+    settings, whose models are the largest any stage trains (a map workflow: the map's)."""
+    mapped = wf.settings(Stage.MAP, {}) if Stage.MAP in wf.tables else None
+    if wf.map_only:
+        return mapped
     screen = wf.settings(Stage.SCREEN, {})
     winner = {"models": [f"winner={screen.specs()[0].shape}"]}
     wf.settings(Stage.CONFIRM, winner | {"token_limits": screen.token_limits[:1] if screen.token_limits else None,
@@ -80,9 +88,11 @@ def load_workflow(name: str) -> WorkflowFile:
     scale_model = data.pop("scale_model", None)
     if scale_model is not None and not {"of", "winner", "of_winner"} <= set(scale_model):
         raise UsageError(f"{path}: [scale_model] needs of (a workflow file), winner and of_winner (their locked models)")
-    for required in (Stage.SCREEN, Stage.CONFIRM, Stage.STREAM):
+    for required in (Stage.SCREEN, Stage.CONFIRM, Stage.STREAM) if set(data) - {"workflow", Stage.MAP} else ():
         if required not in data:
-            raise UsageError(f"{path}: a workflow needs a [{required}] table")
+            raise UsageError(f"{path}: a workflow needs a [{required}] table (or only a [map])")
+    if set(data) == {"workflow"}:
+        raise UsageError(f"{path}: a workflow needs stage tables: [screen], [confirm] and [stream], or a [map]")
     allowed = file_keys() - {"stage", "lock_from"}
     if "claims" in data:
         data[Stage.STREAM] = {**data[Stage.STREAM], "claims": data.pop("claims")}
