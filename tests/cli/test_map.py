@@ -15,7 +15,7 @@ from ..conftest import TEST_VOCAB
 TINY = ["--device", "cpu", "--use-cached-data", "--vocab-size", str(TEST_VOCAB), "--batch-size", "8", "--seq-len", "32",
         "--lr", "0.003", "--min-lr-ratio", "1", "--warmup-steps", "5", "--eval-batches", "2", "--eval-every", "0",
         "--compile", "off"]
-MAP = ["map", "--models", "1x4x64", "--seeds", "1", "2", "--dropout-rates", "0", "0.2", "0.6",
+MAP = ["map", "--models", "1x4x64", "--seeds", "1", "--dropout-rates", "0", "0.2", "0.6",
        "--token-limits", "1500", "3000", "--passes", "2", "16", *TINY]
 
 
@@ -47,7 +47,7 @@ def test_map_csv_is_what_plain_pandas_finds_in_metrics_jsonl(mapped):
         assert row.y == pytest.approx(math.log10(row.tokens_seen / row.unique_tokens))
     assert (cells["p_star"] > 0).any() and (cells["p_star"] == 0).any()  # both sides of the boundary
     page = (mapped / "report.html").read_text()
-    assert "best static rate p* per cell" in page and "val loss at p* − at p = 0" in page
+    assert "best static rate p* per cell" in page and "at p = 0 (nats; below 0: dropout helps" in page
     law = json.loads((mapped / "pressure_law.json").read_text())
     assert law["D"] == 0 and law["regime"]["vocab_size"] == TEST_VOCAB and law["regime"]["lr_schedule"] == "constant after warm-up"
     assert set(law["held_out"]) == {"law", "best_static", "one_variable_law", "method"}
@@ -71,7 +71,7 @@ def test_a_pressure_arm_follows_the_maps_law_by_hand_and_a_backtest_predicts_the
     for row in metrics[metrics["arm"].isin(["pr", "pr@fixed"])].itertuples():
         u = growing[row.segment]  # the twin follows the growing stream's caps on the final pool
         assert row.dropout_in_force == pytest.approx(clamped_law(law, math.log10(params / u), math.log10(row.tokens / u)))
-    assert set(metrics[metrics["arm"] == "seed"]["dropout_in_force"]) == {0.3, 0.1}
+    assert sorted(metrics[metrics["arm"] == "seed"]["dropout_in_force"]) == pytest.approx([0.1, 0.3])
 
     bt = tmp_path / "backtest"
     assert cli.main(["backtest", str(mapped), "--predict", str(stream), "--output-dir", str(bt)]) == 0
