@@ -3,7 +3,7 @@ probe's optima, paired comparisons and claims. May import: model (the law), comm
 
 The names below are what the subpackage offers the others, which import them from here."""
 
-from .backtest import backtest, summary as backtest_summary
+from .backtest import predict_cells, summary as backtest_summary
 from .comparison import by_replicate, claims, compare_arms
 from .interaction import fixed_pool_interaction
 from .primary import judge
@@ -14,17 +14,17 @@ from .selection import select_models
 
 __all__ = [
     "analyse_map",
-    "backtest",
-    "backtest_summary",
     "analyse_probe",
+    "backtest_summary",
     "by_replicate",
-    "describe_map",
-    "fit_with_error",
-    "map_cells",
-    "pass_counts",
     "claims",
     "compare_arms",
+    "describe_map",
+    "fit_with_error",
     "fixed_pool_interaction",
     "judge",
+    "map_cells",
+    "pass_counts",
+    "predict_cells",
     "select_models",
 ]

@@ -16,7 +16,7 @@ from ..model import pressure_rate
 from .pressure_law import best_static, fit_with_error, regret
 
 
-def backtest(fit_cells: list[dict], predict: list[tuple[str, list[dict], str]], form: str,
+def predict_cells(fit_cells: list[dict], predict: list[tuple[str, list[dict], str]], form: str,
              p_range: tuple[float, float]) -> tuple[dict, list[dict]]:
     """The law fitted on `fit_cells`, and one row per cell of each (study, cells, other-regime
     note) in `predict`."""

@@ -21,6 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..model import PRESSURE_FORMS, regime_of
+from .pressure_law import fit_with_error
 from .probe import LEVEL, bootstrap_method, resamples, weighted_quantiles
 
 QUANTILES = ((1 - LEVEL) / 2, (1 + LEVEL) / 2)
@@ -77,11 +79,10 @@ def analyse_cell(val: pd.DataFrame, test: pd.DataFrame | None, seed: int = 0) ->
                   "gain_high": g_high, "test_gain": test_gain}
 
 
-def map_cells(metrics: pd.DataFrame, config: dict, framed: bool = False) -> list[dict]:
-    """One row per (model, U, passes) cell: its optimum, gain and pressure coordinates
-    (`framed`: the rows already carry their cell, from `cell_frame`)."""
+def map_cells(metrics: pd.DataFrame, config: dict) -> list[dict]:
+    """One row per (model, U, passes) cell: its optimum, gain and pressure coordinates."""
     params = {m["label"]: m["parameters"] for m in config["models"]}
-    frame = metrics if framed else cell_frame(metrics, config)
+    frame = cell_frame(metrics, config)
     cells = []
     for (model, cap, passes), at in frame.groupby(["model", "cap", "passes"], sort=True):
         val = at.pivot_table(index=["seed", "order_seed"], columns="dropout", values="val_loss", aggfunc="first")
@@ -110,12 +111,9 @@ def describe_map(cells: list[dict]) -> str:
 def analyse_map(metrics: pd.DataFrame, config: dict) -> dict:
     """The cells, a sentence saying where dropout helps, and both forms of the pressure law
     (or why one could not be fitted), each with the regime it is valid for."""
-    from ..model import PRESSURE_FORMS, regime
-    from .pressure_law import fit_with_error
-
     cells = map_cells(metrics, config)
     rates = sorted(float(r) for r in metrics["dropout"].unique())
-    where = regime(config["settings"], config["data"]["manifest"], config.get("dropout_form", {}))
+    where = regime_of(config)
     laws = {}
     for form in PRESSURE_FORMS:
         try:

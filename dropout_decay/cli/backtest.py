@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..common import UsageError, check_output_dir, write_text
+from ..common import UsageError, check_output_dir
 from .parsing import Parser, prog
 
 
@@ -58,12 +58,11 @@ def read_study(where: str, study: str | None = None) -> tuple[str, dict, "object
 
 def cells_of(label: str, config: dict, frame) -> list[dict]:
     from ..analysis import by_replicate, map_cells
-    from ..analysis.pressure_map import cell_frame
 
     frame = by_replicate(frame)
     if "order_seed" not in frame:
         frame = frame.assign(order_seed=0)
-    cells = map_cells(cell_frame(frame, config), config | {"settings": config["settings"] | {"passes": None}}, framed=True)
+    cells = map_cells(frame, config)
     if not cells:
         raise UsageError(f"{label}: no cell with two or more rates to compare (a {config['stage']} of static rates, "
                          "or a stream with static arms, is needed)")
@@ -71,8 +70,9 @@ def cells_of(label: str, config: dict, frame) -> list[dict]:
 
 
 def backtest_command(rest: list[str]) -> int:
-    from ..analysis import backtest, backtest_summary
-    from ..model import regime, regime_differences
+    from ..analysis import backtest_summary, predict_cells
+    from ..report import write_backtest
+    from ..model import regime_differences, regime_of
 
     args = parser().parse_args(rest)
     fits = [(f, None) for f in args.fit] + [tuple(p) for p in args.fit_storage]
@@ -83,11 +83,10 @@ def backtest_command(rest: list[str]) -> int:
     out = Path(args.output_dir)
     check_output_dir(out)
     studies = [(role, *read_study(*w)) for role, ws in (("fit", fits), ("predict", predicts)) for w in ws]
-    reference = regime(studies[0][2]["settings"], studies[0][2]["data"]["manifest"], studies[0][2].get("dropout_form", {}))
+    reference = regime_of(studies[0][2])
     fit_cells, predict, rates, read = [], [], set(), []
     for role, label, config, frame in studies:
-        differs = regime_differences(reference, regime(config["settings"], config["data"]["manifest"],
-                                                        config.get("dropout_form", {})))
+        differs = regime_differences(reference, regime_of(config))
         if differs and not args.allow_other_regime:
             raise UsageError(f"{label} is from another regime than {studies[0][1]} ({'; '.join(differs)}); "
                              "pass --allow-other-regime to use it anyway (its rows are marked)")
@@ -100,38 +99,13 @@ def backtest_command(rest: list[str]) -> int:
         else:
             predict.append((label, cells, "; ".join(differs)))
     try:
-        law, rows = backtest(fit_cells, predict, args.form, (min(rates), max(rates)))
+        law, rows = predict_cells(fit_cells, predict, args.form, (min(rates), max(rates)))
     except ValueError as e:
         raise UsageError(f"cannot fit the law on the fit studies: {e}") from None
     law |= {"regime": reference, "fitted_on": [r for r in read if r["role"] == "fit"]}
-    write_outputs(out, law, rows, read, backtest_summary(rows))
     s = backtest_summary(rows)
+    write_backtest(out, law, rows, read, s)
     print(f"backtest: {law['formula']} fitted on {len(fit_cells)} cells; predicted {s['cells']} cells: mean |error of p*| "
           f"{s['p_star_mae']:.3f}, regret {s['regret_mean']:.4f} nats (best static rate of the fit: "
           f"{s['best_static_regret_mean']:.4f}); wrote {out}/backtest.csv")
     return 0
-
-
-def write_outputs(out: Path, law: dict, rows: list[dict], read: list[dict], summary: dict) -> None:
-    import pandas as pd
-    import plotly.graph_objects as go
-
-    from ..report.artefacts import _csv, _json
-    from ..report.page import ensure_plotly, figure_divs, page
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "backtest.csv", _csv(pd.DataFrame(rows)))
-    write_text(out / "backtest.json", _json({"law": law, "summary": summary, "studies": read}))
-    write_text(out / "pressure_law.json", _json(law))
-    fig = go.Figure()
-    frame = pd.DataFrame(rows)
-    for study, at in frame.groupby("study", sort=True):
-        fig.add_trace(go.Scatter(x=at["observed_p_star"], y=at["predicted_p_star"], mode="markers", name=study,
-                                 text=[f"U={u:,}, passes={k:g}, regret {r:.4f}" for u, k, r in
-                                       zip(at["unique_tokens"], at["passes"], at["regret"])]))
-    top = max(frame["observed_p_star"].max(), frame["predicted_p_star"].max(), 0.05)
-    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="predicted = observed", line={"dash": "dot"}))
-    fig.update_layout(title=f"backtest: {law['formula']} (fitted on other studies) against each cell's observed p*",
-                      xaxis_title="observed p* (validation)", yaxis_title="predicted p*")
-    src = ensure_plotly(out).name
-    write_text(out / "backtest.html", page("dropout-decay backtest", figure_divs([fig], "backtest"), src))

@@ -14,18 +14,12 @@ from .pressure import (
     read_pressure_law,
     regime,
     regime_differences,
+    regime_of,
 )
 from .masks import DEFAULT_MASKS, LEGACY_MASKS, MASK_FORMS, Drawn, describe_masks, draw_all
 from .schedules import Schedule, check_rate, is_calibrated, is_pressure, parse_decays, read_calibration, reads_law, static
 
 __all__ = [
-    "PRESSURE_FORMS",
-    "pressure_coordinates",
-    "pressure_formula",
-    "pressure_rate",
-    "read_pressure_law",
-    "regime",
-    "regime_differences",
     "Arm",
     "ArmKind",
     "DEFAULT_MASKS",
@@ -34,6 +28,7 @@ __all__ = [
     "LEGACY_MASKS",
     "MASK_FORMS",
     "ModelSpec",
+    "PRESSURE_FORMS",
     "Schedule",
     "base_name",
     "check_rate",
@@ -48,8 +43,15 @@ __all__ = [
     "parse_decays",
     "parse_model_spec",
     "predict",
+    "pressure_coordinates",
+    "pressure_formula",
+    "pressure_rate",
     "read_calibration",
+    "read_pressure_law",
     "reads_law",
+    "regime",
+    "regime_differences",
+    "regime_of",
     "static",
     "twin_name",
 ]

@@ -59,6 +59,11 @@ def regime(settings: dict, manifest: dict, dropout_form: dict) -> dict:
             "mask_form": train.get("dropout_masks", 1)}
 
 
+def regime_of(config: dict) -> dict:
+    """The regime of a stored study, from its config.json."""
+    return regime(config["settings"], config["data"]["manifest"], config.get("dropout_form", {}))
+
+
 def regime_differences(a: dict, b: dict) -> list[str]:
     """The names (and both values, shortened) of what differs between two regimes."""
     def short(v):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from ..common import UsageError
 from .law import predict
-from .pressure import pressure_rate
+from .pressure import pressure_rate, read_pressure_law
 
 SHAPES = ("cosine", "linear", "exponential", "step")
 NAME = re.compile(r"[A-Za-z_][\w.-]*")
@@ -176,8 +176,6 @@ def read_calibration(text: str) -> dict:
 
 def parse_decay(text: str, calibrations: dict | None = None) -> Schedule:
     if is_pressure(text):
-        from .pressure import read_pressure_law
-
         name = _name(text)
         law = (calibrations or {}).get(name) or read_pressure_law(text.split(":", 2)[2]) | {"source": text.split(":", 2)[2]}
         return Schedule(name=name, start=law["p_max"], end=law["p_min"], shape="pressure", law=law)

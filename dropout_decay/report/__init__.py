@@ -5,6 +5,7 @@ The names below are what the subpackage offers the others, which import them fro
 
 from .analysed import Analysis, analyse
 from .artefacts import export
+from .backtest_files import write_backtest
 from .dashboard import free_port, serve
 from .index import index_figures, write_index
 from .notes import refresh_note
@@ -17,5 +18,6 @@ __all__ = [
     "index_figures",
     "refresh_note",
     "serve",
+    "write_backtest",
     "write_index",
 ]
