@@ -188,7 +188,7 @@ CASES = {
     "NaN dropout rate": (lambda c: ["screen", *base(c), "--dropout-rates", "0", "nan", "0.3"],
                          "--dropout-rates takes finite numbers; got nan"),
     "NaN probe passes": (lambda c: ["probe", *base(c), "--token-limits", "1000", "2000", "4000", "--passes", "nan"],
-                         "--passes must be a finite number, got nan"),
+                         "--passes takes finite numbers; got nan"),
     "NaN plateau delta": (lambda c: ["screen", *base(c), "--plateau-delta", "nan"], "--plateau-delta must be a finite number"),
     "NaN min lr ratio": (lambda c: ["screen", *base(c), "--min-lr-ratio", "nan"], "--min-lr-ratio must be a finite number"),
     "infinite weight decay": (lambda c: ["screen", *base(c), "--weight-decay", "inf"], "--weight-decay must be a finite number"),

@@ -3,6 +3,7 @@ reads, a diverged run named so instead of published, a folder that holds another
 was, and learning curves worth looking at in every shipped config."""
 
 import hashlib
+import itertools
 import math
 import sqlite3
 import subprocess

@@ -74,7 +74,8 @@ def test_duplicate_decay_names_and_bad_static():
     with pytest.raises(UsageError) as e:
         parse_decay("d:0.3:0.1")
     assert str(e.value) == ("bad decay 'd:0.3:0.1': expected NAME:START:END:SHAPE[:UNTIL], e.g. "
-                            "decay_030_to_014:0.30:0.14:cosine or early:0.1:0:linear:0.17, or NAME:calibrated:PROBE_JSON")
+                            "decay_030_to_014:0.30:0.14:cosine or early:0.1:0:linear:0.17, or NAME:calibrated:PROBE_JSON, "
+                            "NAME:path:R1,R2,... or NAME:pressure:LAW_JSON")
     with pytest.raises(UsageError, match="outside"):
         static(1.0)
 

@@ -44,7 +44,9 @@ def test_replay_of_a_finished_tiny_stream_gives_zero_deltas(cache_dir, tmp_path,
     direct = train(PointRun(parse_model_spec("1x2x32"), parse_decay("d:0.3:0.1:linear"), [Segment(2000, 15), Segment(4000, 15)],
                             cfg, seed=2), load_cache(cache_dir, TEST_VOCAB))
     [stored] = [t for t in load(out).trials if t.params == {"model": "winner", "seed": 2, "arm": "d"}]
-    assert stored.value == direct[-1]["val_loss"] and stored.user_attrs["segments"] == direct
+    segments = stored.user_attrs["segments"]  # the trainer's rows, each with its pressure coordinates beside
+    assert stored.value == direct[-1]["val_loss"] and [{k: s[k] for k in d} for s, d in zip(segments, direct)] == direct
+    assert len(segments) == len(direct) and [s["unique_tokens"] for s in segments] == [2000, 4000]
     assert cli.main(["replay", str(out)]) == 0
     assert "6/6 points bitwise identical, largest |delta val loss| 0" in capsys.readouterr().out
     rows = json.loads((out / f"{original}-replay-1" / "replay.json").read_text())
