@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from dropout_decay.cli import main as cli
 from dropout_decay.sweep.storage import open_storage, sqlite_url
-from tests.conftest import TEST_VOCAB, patience, points
+from tests.conftest import TEST_VOCAB, default_ctrl_c, patience, points
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +41,10 @@ def each_point_once(study: optuna.Study) -> list:
 
 
 def start(args) -> subprocess.Popen:
+    """The command as a terminal starts it: with Ctrl-C live, even when this test run was started
+    in the background (where the shell hands its children SIGINT ignored)."""
     return subprocess.Popen([sys.executable, "-m", "dropout_decay.study", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_ctrl_c)
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen, timeout=120) -> None:
