@@ -3,11 +3,12 @@
     .venv/bin/python scripts/publish_results.py runs/cpu_workflow docs/results/cpu_workflow
 
 Copies workflow.json and, per stage, config.json, metrics.jsonl, summary.csv, model_selection.*,
-probe.*, comparison.*, claims.*, interaction.*, primary.* (not the storage, the trace or the HTML reports), and draws from
+probe.*, comparison.*, claims.*, interaction.*, primary.*, map.*, pressure_law*.json (not the storage, the trace or the HTML reports), and draws from
 the run folder (the trace included): the screen's and confirm's curves in p, the probe's curves
 per cap and its law, the stream's judged loss (test loss, or validation in studies made before the
 test split) and dropout rate against tokens per arm, each decay's paired difference from the best
-static rate per cap and, with fixed-pool controls, the interaction; and writes tables.md, the
+static rate per cap and, with fixed-pool controls, the interaction; a map's heatmaps of p* and of
+its gain over p = 0; and writes tables.md, the
 result tables as Markdown (the declared primary claims first). Every number comes from the run.
 """
 
@@ -22,12 +23,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dropout_decay.model.law import predict  # noqa: E402
-from dropout_decay.common.svg import COLOURS, line_chart  # noqa: E402
+from dropout_decay.common.svg import COLOURS, heat_chart, line_chart  # noqa: E402
 from dropout_decay.report.figures import model_name  # noqa: E402
 
 KEEP = ("config.json", "metrics.jsonl", "summary.csv", "summary.json", "model_selection.csv", "model_selection.json",
         "probe.csv", "probe.json", "comparison.csv", "comparison.json", "claims.csv", "claims.json", "export.json",
-        "interaction.csv", "interaction.json", "primary.csv", "primary.json")
+        "interaction.csv", "interaction.json", "primary.csv", "primary.json", "map.csv", "map.json", "pressure_law.json",
+        "pressure_law_interaction.json")
 
 
 def colour(i: int) -> str:
@@ -121,6 +123,44 @@ def stream_charts(stage_dir: Path, trace: pd.DataFrame) -> dict[str, str]:
     return charts
 
 
+def map_charts(stage_dir: Path) -> dict[str, str]:
+    """Per model, p* and its gain over p = 0 on the (U, passes) grid, each cell labelled with its interval."""
+    charts = {}
+    cells = pd.DataFrame(json.loads((stage_dir / "map.json").read_text())["cells"])
+    for model, at in cells.groupby("model", sort=True):
+        us = [f"{u:,}" for u in sorted(at["unique_tokens"].unique())]
+        ks = [f"{k:g}" for k in sorted(at["passes"].unique())]
+        p_star = {(f"{r.unique_tokens:,}", f"{r.passes:g}"): (r.p_star, f"{r.p_star:g}\n[{r.p_star_low:g}, {r.p_star_high:g}]")
+                  for r in at.itertuples()}
+        gain = {(f"{r.unique_tokens:,}", f"{r.passes:g}"): (r.gain, f"{r.gain:+.3f}\n[{r.gain_low:+.3f}, {r.gain_high:+.3f}]")
+                for r in at.itertuples()}
+        suffix = "" if cells["model"].nunique() == 1 else f"_{model}"
+        charts[f"map_p_star{suffix}.svg"] = heat_chart(us, ks, p_star, f"map, {model}: best static rate p* per cell "
+                                                       "(bootstrap 95% interval over seeds)", "unique tokens U", "passes over U")
+        charts[f"map_gain{suffix}.svg"] = heat_chart(us, ks, gain, f"map, {model}: val loss at p* − at p = 0 (nats; below 0: "
+                                                     "dropout helps)", "unique tokens U", "passes over U", diverging=True)
+    return charts
+
+
+def map_tables(stage_dir: Path) -> list[str]:
+    record = json.loads((stage_dir / "map.json").read_text())
+    out = ["### map", "", record["description"] + ".", "",
+           "| model | U | passes | steps | x | y | p* | 95% interval | gain vs p=0 (val) | 95% interval | gain (test) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out += [f"| {c['model']} | {c['unique_tokens']:,} | {c['passes']:g} | {c['steps']} | {c['x']:.3f} | {c['y']:.3f} | "
+            f"{c['p_star']:g} | [{c['p_star_low']:g}, {c['p_star_high']:g}] | {fmt(c['gain'])} | "
+            f"[{fmt(c['gain_low'])}, {fmt(c['gain_high'])}] | {fmt(c.get('test_gain'))} |" for c in record["cells"]]
+    out += ["", "| law | formula | held out: mean abs. error of p* | regret (mean, max; nats) | best static rate: error, regret | "
+            "one-variable law: error, regret |", "| --- | --- | --- | --- | --- | --- |"]
+    for form, law in record["laws"].items():
+        h = law["held_out"]
+        out.append(f"| {form} | {law['formula']} | {h['law']['p_star_mae']:.3f} | {h['law']['regret_mean']:.4f}, "
+                   f"{h['law']['regret_max']:.4f} | {h['best_static']['p_star_mae']:.3f} (p = {law['best_static_rate']:g}), "
+                   f"{h['best_static']['regret_mean']:.4f} | {h['one_variable_law']['p_star_mae']:.3f}, "
+                   f"{h['one_variable_law']['regret_mean']:.4f} |")
+    return out + ["", f"Held out: {next(iter(record['laws'].values()))['held_out']['method']}.", ""]
+
+
 def fmt(x, spec=".4f") -> str:
     return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
 
@@ -161,6 +201,8 @@ def tables(src: dict[str, Path], run: Path) -> str:
             out += ["", f"Corpus difficulty: {d['bytes_per_token']:.3f} bytes and {d['chars_per_token']:.3f} characters per token, "
                     f"unigram entropy {d['unigram_entropy_bits']:.3f} bits per token."]
         out.append("")
+    if "map" in src:
+        out += map_tables(src["map"])
     if "stream" in src and (src["stream"] / "claims.json").is_file():
         stream = src["stream"]
         metric, name = judged(stream)
@@ -230,6 +272,8 @@ def main() -> None:
             figures[f"{stage}_curves.svg"] = curves_in_p(src[stage], f"{stage}: validation loss against dropout p")
     if "probe" in src:
         figures["probe_curves.svg"], figures["probe_law.svg"] = probe_charts(src["probe"])
+    if "map" in src:
+        figures |= map_charts(src["map"])
     if "stream" in src and (src["stream"] / "comparison.json").is_file():
         trace = pd.read_json(src["stream"] / "trace.jsonl", lines=True)
         figures |= stream_charts(src["stream"], trace)

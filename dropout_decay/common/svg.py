@@ -78,3 +78,43 @@ def line_chart(series: list[dict], title: str, xlabel: str, ylabel: str, band: l
             out.append(f'<line x1="{LEFT + pw + 10}" x2="{LEFT + pw + 30}" y1="{ly + 6}" y2="{ly + 6}" stroke="{colour}" '
                        f'stroke-width="2"{dash}/><text x="{LEFT + pw + 34}" y="{ly + 10}">{html.escape(str(s["name"]))}</text>')
     return "\n".join(out + ["</svg>"]) + "\n"
+
+
+def _shade(value: float, lo: float, hi: float, diverging: bool) -> str:
+    """White at 0 (diverging: red above, blue below) or white → blue from lo to hi."""
+    if diverging:
+        t = max(-1.0, min(1.0, value / (max(abs(lo), abs(hi)) or 1.0)))
+        r, g, b = (255, int(255 * (1 - t)), int(255 * (1 - t))) if t > 0 else (int(255 * (1 + t)), int(255 * (1 + t)), 255)
+    else:
+        t = 0.0 if hi <= lo else (value - lo) / (hi - lo)
+        r, g, b = int(255 - 222 * t), int(255 - 153 * t), int(255 - 75 * t)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def heat_chart(columns: list[str], rows: list[str], cells: dict, title: str, xlabel: str, ylabel: str,
+               diverging: bool = False) -> str:
+    """A grid of labelled cells: `cells[(column, row)] = (value, label)`; missing cells stay grey.
+    Rows are drawn bottom-up, so increasing row values rise as on a plot's y axis."""
+    values = [v for v, _ in cells.values() if v is not None and math.isfinite(v)]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    cw, ch = (W - LEFT - 40) / max(len(columns), 1), (H - TOP - BOTTOM) / max(len(rows), 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+           'font-family="sans-serif" font-size="11">', f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="13">{html.escape(title)}</text>']
+    for i, column in enumerate(columns):
+        for j, row in enumerate(rows):
+            x, y = LEFT + i * cw, H - BOTTOM - (j + 1) * ch
+            value, label = cells.get((column, row), (None, ""))
+            fill = "#dddddd" if value is None or not math.isfinite(value) else _shade(value, lo, hi, diverging)
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cw:.1f}" height="{ch:.1f}" fill="{fill}" stroke="white"/>')
+            ink = "white" if sum(int(fill[i:i + 2], 16) * w for i, w in ((1, 0.3), (3, 0.59), (5, 0.11))) < 140 else "black"
+            for k, line in enumerate(str(label).split("\n")):
+                out.append(f'<text x="{x + cw / 2:.1f}" y="{y + ch / 2 + 4 + 13 * (k - 0.5 * (str(label).count(chr(10)))):.1f}" '
+                           f'text-anchor="middle" fill="{ink}">{html.escape(line)}</text>')
+        out.append(f'<text x="{LEFT + (i + 0.5) * cw:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{html.escape(column)}</text>')
+    for j, row in enumerate(rows):
+        out.append(f'<text x="{LEFT - 6}" y="{H - BOTTOM - (j + 0.5) * ch + 4:.1f}" text-anchor="end">{html.escape(row)}</text>')
+    out.append(f'<text x="{LEFT + (W - LEFT - 40) / 2}" y="{H - 10}" text-anchor="middle">{html.escape(xlabel)}</text>')
+    out.append(f'<text x="16" y="{TOP + (H - TOP - BOTTOM) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {TOP + (H - TOP - BOTTOM) / 2})">{html.escape(ylabel)}</text>')
+    return "\n".join(out + ["</svg>"]) + "\n"

@@ -64,7 +64,8 @@ def test_ctrl_c_while_importing_is_one_line_and_writes_nothing(cache_dir, tmp_pa
     proc = spawn(["screen", *tiny(cache_dir, out)])
     time.sleep(delay)  # torch, optuna and pandas are still being imported
     proc.send_signal(signal.SIGINT)
-    assert interrupted(proc) in ("interrupted while starting: nothing was written",
+    assert interrupted(proc) in ("interrupted while starting: nothing was written",  # a warm disk imports fast:
+                                 "interrupted while creating the study: rerun the same command to finish creating it",
                                  "interrupted before training began: rerun the same command to start")
     assert not out.exists() or not any(out.iterdir()) or (out / "study.db").exists()
 

@@ -39,7 +39,7 @@ def test_the_table_names_real_knobs_and_every_knob_without_a_row_came_after_the_
 
 def test_there_are_committed_studies_of_every_stage_to_check():
     assert len(COMMITTED) >= 10
-    assert {json.loads(p.read_text())["stage"] for p in COMMITTED} == {"screen", "confirm", "probe", "stream"}
+    assert {json.loads(p.read_text())["stage"] for p in COMMITTED} == {"screen", "confirm", "probe", "stream", "map"}
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
