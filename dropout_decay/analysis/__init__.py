@@ -11,6 +11,7 @@ from .pressure_law import fit_with_error
 from .pressure_map import analyse_map, describe_map, map_cells, pass_counts
 from .probe import analyse_probe
 from .selection import select_models
+from .trajectory import trajectory
 
 __all__ = [
     "analyse_map",
@@ -27,4 +28,5 @@ __all__ = [
     "pass_counts",
     "predict_cells",
     "select_models",
+    "trajectory",
 ]

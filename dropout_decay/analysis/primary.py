@@ -1,6 +1,7 @@
 """Judge the primary claims a stream declared before it trained (design/declared.py).
 
-Each claim is one test on the judged metric (test loss), at the cap it names:
+Each claim is one test on the judged metric (test loss), at the cap it names (`trajectory`: on
+the mean over every cap, trajectory.py):
 * `every_static`: the intersection-union p of the claims table (its largest pairwise p);
 * `pair`: the paired comparison's one-sided p (reversed when the claim puts the static first);
 * `interaction`: the interaction's one-sided p of DiD < 0.
@@ -14,6 +15,7 @@ import math
 
 from ..design import parse_claim
 from .comparison import ALPHA, holm, mde
+from .trajectory import TRAJECTORY
 
 
 def _at(rows: list[dict], cap) -> list[dict]:
@@ -47,12 +49,22 @@ def _test(claim: dict, comparison: list[dict], claims: list[dict], interaction: 
     return None
 
 
-def judge(declared: dict | None, comparison: list[dict], claims: list[dict], interaction: list[dict]) -> list[dict]:
+def judge(declared: dict | None, comparison: list[dict], claims: list[dict], interaction: list[dict],
+          trajectory: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Every declared claim with its estimate, interval, p and Holm-adjusted p; `trajectory` holds
+    the comparison, claims and interaction on the mean over caps (trajectory.py)."""
     texts = (declared or {}).get("primary", [])
     out = []
     for text in texts:
         claim = parse_claim(text)
-        found = _test(claim, comparison, claims, interaction) or {"cap": None, "estimate": math.nan, "ci": [math.nan, math.nan],
+        if claim["cap"] == TRAJECTORY:
+            t = trajectory or {"comparison": [], "claims": [], "interaction": []}
+            claim = claim | {"cap": "last"}  # the trajectory tables hold one "cap"
+            found = _test(claim, t["comparison"], t["claims"], t["interaction"])
+            found = found and found | {"cap": TRAJECTORY}
+        else:
+            found = _test(claim, comparison, claims, interaction)
+        found = found or {"cap": None, "estimate": math.nan, "ci": [math.nan, math.nan],
                                                                    "p": math.nan, "n": 0, "std": math.nan, "against": None}
         metric = next((r["metric"] for r in comparison if "metric" in r), "val_loss")
         out.append({"claim": text, "kind": claim["kind"], "arm": claim["arm"], "metric": metric, **found})

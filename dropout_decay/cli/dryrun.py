@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from ..common import Stage, clock
 from ..data import prepare_cache
-from ..design import WorkflowFile, mean_rates, resolve, side_by_side
+from ..design import WorkflowFile, mean_rates, pressure_side_by_side, resolve, side_by_side
 from ..model import parse_decays
 from ..sweep import check_fits, grid_seconds, peak_memory, per_step_text, step_seconds
 from ..training import gib, select_device
@@ -85,17 +85,20 @@ def map_cost(s) -> str:
 
 
 def decay_means(s, vocab_size: int) -> str:
-    """Each decay's rate averaged over the stream's steps (what a matched static arm would hold)
-    and the path it takes cap by cap: its rate at the first and last step of each segment."""
+    """Each decay's rate averaged over the stream's steps (what a matched static arm would hold),
+    the path it takes cap by cap (its rate at the first and last step of each segment), and the
+    stream's pressure coordinates by cap beside the seed's published streams."""
     means = mean_rates(s, vocab_size)
     lines = ["time-averaged rates: " + (", ".join(f"{name} {p:.4f}" for name, p in means.items()) or "no decays")]
     caps, steps = s.stream_token_caps, [s.stage_steps] * len(s.stream_token_caps)
-    n_params = s.specs()[0].n_params(vocab_size)
+    model = s.specs()[0]
+    n_params = model.n_params(vocab_size)
     for d in parse_decays(s.decays, s.calibrations):
         rates = list(d.for_stream(caps, n_params, s.tokens_per_step(), steps).rates_at(steps))
         ends = [(rates[i * s.stage_steps], rates[(i + 1) * s.stage_steps - 1]) for i in range(len(caps))]
         lines.append(f"  {d.name} by cap: " + " | ".join(f"{cap:,}: {a:.3f}" + (f"→{b:.3f}" if abs(a - b) > 5e-4 else "")
                                                       for cap, (a, b) in zip(caps, ends)))
+    lines += pressure_side_by_side(model.shape, n_params, caps, s.stage_steps * s.tokens_per_step())
     return "\n".join(lines)
 
 

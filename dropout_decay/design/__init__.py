@@ -10,6 +10,7 @@ from .declared import parse_claim
 from .handoff import best_candidate, lock_model, lock_record, lowest_loss
 from .plan import ORDER, WorkflowFile, derived_stream_arms, load_workflow
 from .scale import side_by_side
+from .seed_regimes import pressure_side_by_side
 from .settings import STUDIES_DIR, Settings, mean_rates, resolve
 from .studyfiles import STAGE_ONLY, applies, load_study_file
 
@@ -30,6 +31,7 @@ __all__ = [
     "lowest_loss",
     "mean_rates",
     "parse_claim",
+    "pressure_side_by_side",
     "resolve",
     "side_by_side",
 ]

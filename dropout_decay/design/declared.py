@@ -9,7 +9,9 @@ them on test loss, with Holm's correction across the declared family.
                                            stream minus the same on a fixed pool (needs
                                            fixed_pool_controls)
 
-CAP is `last` or a token count among the stream's caps.
+CAP is `last`, a token count among the stream's caps, or `trajectory`: the mean over every cap
+of each replicate's loss (the seed's "mean trajectory" loss), the best static chosen on the same
+mean of validation loss.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import Callable
 
 from ..common import UsageError
 
-GRAMMAR = [("every_static", re.compile(r"(?P<arm>\S+) beats every static at (?P<cap>last|\d+)")),
-           ("interaction", re.compile(r"(?P<arm>\S+) helps more as data grows at (?P<cap>last|\d+)")),
-           ("pair", re.compile(r"(?P<arm>\S+) beats (?P<other>\S+) at (?P<cap>last|\d+)"))]
+TRAJECTORY = "trajectory"  # the cap of a claim on the mean loss over every cap
+_CAP = rf"(?P<cap>last|\d+|{TRAJECTORY})"
+GRAMMAR = [("every_static", re.compile(rf"(?P<arm>\S+) beats every static at {_CAP}")),
+           ("interaction", re.compile(rf"(?P<arm>\S+) helps more as data grows at {_CAP}")),
+           ("pair", re.compile(rf"(?P<arm>\S+) beats (?P<other>\S+) at {_CAP}"))]
 FORMS = "'ARM beats every static at CAP', 'ARM beats OTHER at CAP' or 'ARM helps more as data grows at CAP'"
 
 
@@ -31,8 +35,8 @@ def parse_claim(text: str) -> dict:
         if m:
             cap = m["cap"]
             return {"text": text, "kind": kind, "arm": m["arm"], "other": m.groupdict().get("other"),
-                    "cap": cap if cap == "last" else int(cap)}
-    raise UsageError(f"claim {text!r} is not one of {FORMS} (CAP: last or a token count)")
+                    "cap": cap if cap in ("last", TRAJECTORY) else int(cap)}
+    raise UsageError(f"claim {text!r} is not one of {FORMS} (CAP: last, {TRAJECTORY} or a token count)")
 
 
 def check_claims(claims: dict | None, arms: list[str] | None, caps: list[int] | None,
@@ -53,6 +57,6 @@ def check_claims(claims: dict | None, arms: list[str] | None, caps: list[int] | 
         if c["kind"] == "interaction" and not twinned(c["arm"]):
             raise UsageError(f"claim {c['text']!r} needs the arm's fixed-pool twin (fixed_pool_controls = true, "
                              "or a list naming it and the static rates it is held against)")
-        if caps is not None and c["cap"] != "last" and c["cap"] not in caps:
+        if caps is not None and isinstance(c["cap"], int) and c["cap"] not in caps:
             raise UsageError(f"claim {c['text']!r}: {c['cap']:,} is not one of the stream's caps {caps}")
     return parsed

@@ -2,7 +2,7 @@
 written from, and the decisions a workflow takes between stages.
 
 Which fields are filled depends on the stage: `selection` for screen and confirm, `probe` for a
-probe, `comparison`, `claims`, `interaction` and `primary` for a stream, `replay` for a replay;
+probe, `comparison`, `claims`, `interaction`, `trajectory` and `primary` for a stream, `replay` for a replay;
 the others stay None. A study with no finished point has only its config, empty metrics and trace.
 """
 
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
-from ..analysis import analyse_map, analyse_probe, by_replicate, claims, compare_arms, fixed_pool_interaction, judge, select_models
+from ..analysis import (analyse_map, analyse_probe, by_replicate, claims, compare_arms, fixed_pool_interaction, judge, select_models,
+                        trajectory)
 from ..common import Stage
 from ..model import Arm, ArmKind, parse_decays
 from ..sweep import first_complete, load_config, replay_rows, storage_of
@@ -36,6 +37,7 @@ class Analysis:
     comparison: list[dict] | None = None  # stream: paired decay - other arm rows
     claims: list[dict] | None = None  # stream: one verdict per decay and cap
     interaction: list[dict] | None = None  # stream with fixed-pool twins
+    trajectory: dict | None = None  # stream: comparison, claims, interaction on the mean over caps
     primary: list[dict] | None = None  # stream: the declared claims, judged
     replay: list[dict] | None = None  # a replay: per point, stored against new
 
@@ -134,5 +136,6 @@ def _comparison(a: Analysis) -> None:
                     for r in compare_arms(a.frame, decays, calibrated, metric)]
     a.claims = claims(a.comparison)
     a.interaction = fixed_pool_interaction(a.frame, decays, metric)
-    a.primary = judge(settings.get("claims"), a.comparison, a.claims, a.interaction)
+    a.trajectory = trajectory(a.frame, decays, calibrated, metric)
+    a.primary = judge(settings.get("claims"), a.comparison, a.claims, a.interaction, a.trajectory)
     a.note = stream_note(a.config, a.comparison, a.primary, a.interaction)

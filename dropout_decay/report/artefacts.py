@@ -96,6 +96,9 @@ def render(a: Analysis, plotly_src: str) -> dict[str, str]:
             if rows:
                 files[f"{name}.json"] = _json(rows)
                 files[f"{name}.csv"] = _csv(_flat(rows))
+        if a.trajectory and a.trajectory["comparison"]:
+            files["trajectory.json"] = _json(a.trajectory)
+            files["trajectory.csv"] = _csv(_flat(a.trajectory["claims"]))
     if a.replay is not None:
         files["replay.json"] = _json(a.replay)
         files["replay.csv"] = _csv(pd.DataFrame(a.replay))
