@@ -3,7 +3,7 @@
 Optuna studies (screen -> confirm -> locked stream) over a small nanochat-derived GPT.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 NANOCHAT_ATTRIBUTION = (
     "Tokenizer and model derived from nanochat (https://github.com/karpathy/nanochat), "

@@ -1,6 +1,7 @@
 """Run every shipped smoke config on the default corpus, as a newcomer would, and check that it
 does what its file says: the quickstart and probe_smoke finish with an answer (probe_smoke with a
-law a calibrated arm can follow), workflow_smoke reaches the stream, each within the time its
+law a calibrated arm can follow), map_smoke has a cell where p* > 0 and one where p* = 0 and a
+pressure law a pressure arm can follow, workflow_smoke reaches the stream, each within the time its
 file's first lines state. Too long for the test suite (about ten minutes on 2 cores), so a script;
 tests/cli/test_workflow.py runs the same machinery on the test corpus.
 
@@ -25,10 +26,18 @@ CHECKS = [
      lambda out: None if (out / "model_selection.json").is_file() else "no model_selection.json"),
     ("probe_smoke", ["run", "probe_smoke"],
      lambda out: None if json.loads((out / "probe.json").read_text())["law"].get("form") else "the probe fitted no law"),
+    ("map_smoke", ["run", "map_smoke"], lambda out: map_answer(out)),
     ("workflow_smoke", ["workflow", "workflow_smoke"],
      lambda out: None if json.loads((out / "workflow.json").read_text())["status"] == "done"
      else f"stopped: {json.loads((out / 'workflow.json').read_text())['stopped']}"),
 ]
+
+
+def map_answer(out: Path) -> str | None:
+    cells = json.loads((out / "map.json").read_text())["cells"]
+    if not any(c["p_star"] > 0 for c in cells) or not any(c["p_star"] == 0 for c in cells):
+        return f"p* is {sorted({c['p_star'] for c in cells})} in every cell: the map shows no boundary"
+    return None if (out / "pressure_law.json").is_file() else "no pressure_law.json"
 
 
 def stated_seconds(name: str) -> float | None:

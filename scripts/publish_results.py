@@ -3,7 +3,7 @@
     .venv/bin/python scripts/publish_results.py runs/cpu_workflow docs/results/cpu_workflow
 
 Copies workflow.json and, per stage, config.json, metrics.jsonl, summary.csv, model_selection.*,
-probe.*, comparison.*, claims.*, interaction.*, primary.*, map.*, pressure_law*.json (not the storage, the trace or the HTML reports), and draws from
+probe.*, comparison.*, claims.*, interaction.*, primary.*, trajectory.*, map.*, pressure_law*.json (not the storage, the trace or the HTML reports), and draws from
 the run folder (the trace included): the screen's and confirm's curves in p, the probe's curves
 per cap and its law, the stream's judged loss (test loss, or validation in studies made before the
 test split) and dropout rate against tokens per arm, each decay's paired difference from the best
@@ -23,17 +23,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dropout_decay.model.law import predict  # noqa: E402
-from dropout_decay.common.svg import COLOURS, heat_chart, line_chart  # noqa: E402
+from dropout_decay.common.svg import heat_chart, line_chart  # noqa: E402
 from dropout_decay.report.figures import model_name  # noqa: E402
+from publish_stream import colour, fmt, stream_charts, stream_tables  # noqa: E402
 
-KEEP = ("config.json", "metrics.jsonl", "summary.csv", "summary.json", "model_selection.csv", "model_selection.json",
+KEEP = ("config.json", "metrics.jsonl", "trajectory.json", "trajectory.csv", "summary.csv", "summary.json", "model_selection.csv", "model_selection.json",
         "probe.csv", "probe.json", "comparison.csv", "comparison.json", "claims.csv", "claims.json", "export.json",
         "interaction.csv", "interaction.json", "primary.csv", "primary.json", "map.csv", "map.json", "pressure_law.json",
         "pressure_law_interaction.json")
-
-
-def colour(i: int) -> str:
-    return COLOURS[i % len(COLOURS)]
 
 
 def curves_in_p(stage_dir: Path, title: str) -> str:
@@ -64,63 +61,6 @@ def probe_charts(stage_dir: Path) -> tuple[str, str]:
         series.append({"name": f"{law['form']} law", "x": grid, "y": [predict(law, x) for x in grid], "colour": colour(1)})
     title = f"probe: p*(D), D = tokens per parameter ({law['form'] or 'no'} law; band: bootstrap 95%)"
     return curves, line_chart(series, title, "D (tokens per parameter)", "best static p", band)
-
-
-def judged(stage_dir: Path) -> tuple[str, str]:
-    """The stream's judged loss (test loss; validation in studies made before the test split)."""
-    rows = json.loads((stage_dir / "comparison.json").read_text())
-    metric = rows[0].get("metric", "val_loss") if rows else "val_loss"
-    return metric, "test loss" if metric == "test_loss" else "validation loss"
-
-
-def stream_charts(stage_dir: Path, trace: pd.DataFrame) -> dict[str, str]:
-    metric, name = judged(stage_dir)
-    evals = trace[(trace["kind"] == "eval") & (trace["state"] == "COMPLETE")]
-    arms = sorted(evals["arm"].unique(), key=lambda a: (a.endswith("@fixed"), not a.startswith("static"), a))
-    style = lambda arm: "dot" if arm.endswith("@fixed") else "solid" if arm.startswith("static") else "dash"  # noqa: E731
-    loss = []
-    for i, arm in enumerate(a for a in arms if not a.endswith("@fixed")):
-        mean = evals[evals["arm"] == arm].groupby("tokens")[metric].mean()
-        loss.append({"name": arm, "x": list(mean.index), "y": list(mean), "colour": colour(i), "dash": style(arm)})
-    charts = {"stream_loss.svg": line_chart(loss, f"stream: {name} against tokens seen (growing caps; mean over replicates)",
-                                            "tokens seen", f"{name} (nats)")}
-    train = trace[(trace["kind"] == "train") & (trace["seed"] == trace["seed"].min())]
-    rates = []
-    for i, arm in enumerate(a for a in arms if not a.endswith("@fixed")):
-        one = train[train["arm"] == arm].sort_values("tokens").drop_duplicates("tokens")
-        rates.append({"name": arm, "x": list(one["tokens"]), "y": list(one["dropout_in_force"]), "colour": colour(i),
-                      "dash": style(arm)})
-    charts["stream_dropout.svg"] = line_chart(rates, "stream: dropout rate in force against tokens seen", "tokens seen",
-                                              "dropout p")
-    rows = pd.DataFrame(json.loads((stage_dir / "comparison.json").read_text()))
-    best = rows[rows["best_static"] & (rows.get("pool", "growing") == "growing")]
-    n = int(best["n"].max())
-    series, band = [], []
-    for i, (arm, one) in enumerate(best.groupby("decay_arm", sort=True)):
-        one = one.sort_values("cap")
-        series.append({"name": f"{arm} − best static", "x": list(one["cap"]), "y": list(one["mean_diff"]),
-                       "markers": True, "colour": colour(i + 4)})
-        band.append({"x": list(one["cap"]), "low": list(one["ci_low"]), "high": list(one["ci_high"]), "colour": colour(i + 4)})
-    caps = sorted(best["cap"].unique())
-    series.append({"name": "no difference", "x": [caps[0], caps[-1]], "y": [0, 0], "colour": "#000000", "dash": "dot", "width": 1})
-    charts["stream_paired.svg"] = line_chart(
-        series, f"stream: Δ {name}, decay − best static rate, per cap (band: 95% t-interval, {n} replicates)",
-        "token cap of the segment", f"Δ {name} (nats); below 0: decay better", band)
-    if (stage_dir / "interaction.json").is_file():
-        did = pd.DataFrame(json.loads((stage_dir / "interaction.json").read_text()))
-        series, band = [], []
-        for i, (arm, one) in enumerate(did.groupby("decay_arm", sort=True) if len(did) else []):
-            one = one.sort_values("cap")
-            series.append({"name": f"{arm}: DiD", "x": list(one["cap"]), "y": list(one["mean_diff"]), "markers": True,
-                           "colour": colour(i + 4)})
-            band.append({"x": list(one["cap"]), "low": list(one["ci_low"]), "high": list(one["ci_high"]), "colour": colour(i + 4)})
-        if series:
-            series.append({"name": "no interaction", "x": [caps[0], caps[-1]], "y": [0, 0], "colour": "#000000", "dash": "dot",
-                           "width": 1})
-            charts["stream_interaction.svg"] = line_chart(
-                series, "stream: (decay − best static) growing − (the same) on the final pool from step 0 (95% t-interval)",
-                "token cap of the segment", f"DiD, {name} (nats); below 0: decay helps more as data grows", band)
-    return charts
 
 
 def map_charts(stage_dir: Path) -> dict[str, str]:
@@ -161,11 +101,7 @@ def map_tables(stage_dir: Path) -> list[str]:
     return out + ["", f"Held out: {next(iter(record['laws'].values()))['held_out']['method']}.", ""]
 
 
-def fmt(x, spec=".4f") -> str:
-    return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
-
-
-def tables(src: dict[str, Path], run: Path) -> str:
+def tables(src: dict[str, Path], run: Path, trace: pd.DataFrame | None = None) -> str:
     """The result tables as Markdown, every number read from the run's artefacts."""
     out = [f"<!-- written by scripts/publish_results.py from {run} -->", ""]
     for stage in ("screen", "confirm"):
@@ -204,48 +140,7 @@ def tables(src: dict[str, Path], run: Path) -> str:
     if "map" in src:
         out += map_tables(src["map"])
     if "stream" in src and (src["stream"] / "claims.json").is_file():
-        stream = src["stream"]
-        metric, name = judged(stream)
-        primary = json.loads((stream / "primary.json").read_text()) if (stream / "primary.json").is_file() else []
-        if primary:
-            out += ["### stream: the primary claims (declared before the run; one Holm family)", "",
-                    f"| claim | cap | estimate ({name}, nats) | 95% interval | p (Holm) | mde_80 | holds |",
-                    "| --- | --- | --- | --- | --- | --- | --- |"]
-            out += [f"| {r['claim']} | {r['cap']:,} | {fmt(r['estimate'])} | [{fmt(r['ci'][0])}, {fmt(r['ci'][1])}] | "
-                    f"{fmt(r['p_holm'], '.3f')} | {fmt(r['mde_80'])} | {'yes' if r['holds'] else 'no'} |" for r in primary]
-            out += ["", "Everything below is exploratory.", ""]
-        out += [f"### stream: does a decay beat every static rate? ({name})", "",
-                "| decay arm | cap | beats every static (IUT, Holm) | deciding static | Δ vs it | 95% interval | p (Holm) | replicates winning vs all |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for c in json.loads((stream / "claims.json").read_text()):
-            out.append(f"| {c['decay_arm']} | {c['cap']:,} | {'yes' if c['beats_every_static'] else 'no'} | {c['deciding_static']} | "
-                       f"{fmt(c['deciding_mean_diff'])} | [{fmt(c['deciding_ci'][0])}, {fmt(c['deciding_ci'][1])}] | "
-                       f"{fmt(c['p_iut_holm'], '.3f')} | {c['wins_against_all']}/{c['n']} |")
-        out += ["", "| decay arm | cap | pool | against | Δ mean | 95% interval | p one-sided (Holm) | mde_80 | P(improve) |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in json.loads((stream / "comparison.json").read_text()):
-            if r["best_static"] or not r["other_is_static"]:
-                label = f"best static {r['static_arm']}" if r["best_static"] else r["static_arm"]
-                out.append(f"| {r['decay_arm']} | {r['cap']:,} | {r.get('pool', 'growing')} | {label} | {fmt(r['mean_diff'])} | "
-                           f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {fmt(r['p_better'], '.3f')} ({fmt(r['p_holm'], '.3f')}) | "
-                           f"{fmt(r.get('mde_80'))} | {r['wins']}/{r['n']} |")
-        if (stream / "interaction.json").is_file():
-            out += ["", "Interaction: DiD = (decay − best static) on the growing stream − (decay@fixed − best static@fixed) "
-                    "on the final pool from step 0; below 0, the decay's advantage is larger when data grows.", "",
-                    "| decay arm | cap | best static | growing Δ | fixed Δ | DiD | 95% interval | p (Holm) | mde_80 | verdict |",
-                    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-            out += [f"| {r['decay_arm']} | {r['cap']:,} | {r['best_static']} | {fmt(r['growing_diff_mean'])} | "
-                    f"{fmt(r['fixed_diff_mean'])} | {fmt(r['mean_diff'])} | [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | "
-                    f"{fmt(r['p_holm'], '.3f')} | {fmt(r.get('mde_80'))} | {r['verdict']} |"
-                    for r in json.loads((stream / "interaction.json").read_text())]
-        summary = pd.read_csv(stream / "summary.csv")
-        column = f"{'test' if metric == 'test_loss' else 'val'}_loss"
-        last = summary[summary["cap"] == summary["cap"].max()].sort_values(f"{column}_mean")
-        out += ["", f"{name.capitalize()} at the last cap ({int(summary['cap'].max()):,} tokens), mean ± std over replicates "
-                "(@fixed: the final pool from step 0):", ""]
-        out += [f"* {r['arm']}: {r[column + '_mean']:.4f} ± {r[column + '_std']:.4f} (val − train gap {r['gap_mean']:.3f})"
-                for r in last.to_dict("records")]
-        out.append("")
+        out += stream_tables(src["stream"], trace)
     return "\n".join(out)
 
 
@@ -253,6 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("target", type=Path)
+    ap.add_argument("--map", type=Path, help="a map's folder (with map.json): its p* beside a stream's rates, cap by cap")
     args = ap.parse_args()
     args.target.mkdir(parents=True, exist_ok=True)
     if (args.run / "workflow.json").is_file():
@@ -274,12 +170,13 @@ def main() -> None:
         figures["probe_curves.svg"], figures["probe_law.svg"] = probe_charts(src["probe"])
     if "map" in src:
         figures |= map_charts(src["map"])
+    trace = None
     if "stream" in src and (src["stream"] / "comparison.json").is_file():
         trace = pd.read_json(src["stream"] / "trace.jsonl", lines=True)
-        figures |= stream_charts(src["stream"], trace)
+        figures |= stream_charts(src["stream"], trace, args.map)
     for name, svg in figures.items():
         (args.target / name).write_text(svg)
-    (args.target / "tables.md").write_text(tables(src, args.run))
+    (args.target / "tables.md").write_text(tables(src, args.run, trace))
     print(f"copied {len(src)} stage(s) and drew {len(figures)} figures into {args.target}")
 
 

@@ -251,7 +251,7 @@ def stream_file(tmp_path, cache_dir, claims=True) -> str:
              "batch_size = 4", "seq_len = 32", "eval_batches = 2", "eval_every = 5", "log_every = 5"]
     if claims:
         lines += ["[claims]", 'primary = ["cos beats every static at last", "cos helps more as data grows at last", '
-                  '"early beats static:0 at 6000"]']
+                  '"early beats static:0 at 6000", "cos beats every static at trajectory"]']
     path = tmp_path / "evidence.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)

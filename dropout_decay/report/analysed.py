@@ -1,9 +1,9 @@
 """What a study's storage says, derived once: the `Analysis` every artefact, page and note is
 written from, and the decisions a workflow takes between stages.
 
-Which fields are filled depends on the stage: `selection` for screen and confirm, `probe` for a
-probe, `comparison`, `claims`, `interaction`, `trajectory` and `primary` for a stream, `replay` for a replay;
-the others stay None. A study with no finished point has only its config, empty metrics and trace.
+Which fields are filled depends on the stage: `selection` for screen and confirm, `map` for a
+map, `probe` and `map` for a probe (a map of one pass count), `comparison`, `claims`,
+`interaction`, `trajectory` and `primary` for a stream, `replay` for a replay; the others stay None. A study with no finished point has only its config, empty metrics and trace.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ def analyse(study: optuna.Study) -> Analysis:
     stage = Stage(config["stage"])
     if stage.sweeps_statics:
         _selection(a)
-    elif stage is Stage.PROBE:
+    elif stage is Stage.PROBE:  # a one-row map (one pass count) with its own refined optima and law p*(D)
         a.probe = analyse_probe(by_replicate(a.frame), config)
+        a.map = analyse_map(by_replicate(a.frame), config)
         a.note = probe_note(config, a.probe)
     elif stage is Stage.MAP:
         a.map = analyse_map(by_replicate(a.frame), config)

@@ -78,6 +78,13 @@ def test_probe_smoke_finds_per_cap_optima_and_a_calibrated_stream_replays_withou
     law = probe["law"]
     assert law["form"] in ("log-linear", "power"), law
     assert (probe_dir / "probe.csv").read_text().startswith("model,cap,parameters,tokens_per_param")
+    # the probe is a map of one pass count: its cells, recomputed from metrics.jsonl with plain pandas
+    cells = pd.read_csv(probe_dir / "map.csv")
+    m = pd.read_json(probe_dir / "metrics.jsonl", lines=True)
+    best = m.groupby(["cap", "dropout"])["val_loss"].mean().unstack().idxmin(axis=1)
+    assert list(cells["unique_tokens"]) == [1500, 3000, 6000] and (cells["passes"] == 15).all()
+    assert list(cells["p_star"]) == [best[c] for c in (1500, 3000, 6000)] == [c["best_p"] for c in caps]
+    assert "reason" in json.loads((probe_dir / "map.json").read_text())["laws"]["first-order"]  # one y: no 2-variable law
 
     stream = tmp_path / "stream"
     args = ["stream", "--device", "cpu", "--use-cached-data", "--cache-dir", str(cache_dir), "--vocab-size",

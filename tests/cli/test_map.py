@@ -64,6 +64,7 @@ def test_a_pressure_arm_follows_the_maps_law_by_hand_and_a_backtest_predicts_the
     assert cli.main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "seed by cap: 1,500: 0.300 | 3,000: 0.100" in out and "pr by cap: 1,500: " in out
+    assert "pressure coordinates at the end of each cap" in out and "seed OpenWebText-10K 16x8x384" in out
     assert cli.main([*args, "--output-dir", str(stream)]) == 0
     params = json.loads((stream / "config.json").read_text())["models"][0]["parameters"]
     metrics = pd.read_json(stream / "metrics.jsonl", lines=True)
