@@ -139,7 +139,7 @@ def tables(src: dict[str, Path], run: Path, trace: pd.DataFrame | None = None) -
         out.append("")
     if "map" in src:
         out += map_tables(src["map"])
-    if "stream" in src and (src["stream"] / "claims.json").is_file():
+    if "stream" in src and (src["stream"] / "comparison.json").is_file():
         out += stream_tables(src["stream"], trace)
     return "\n".join(out)
 

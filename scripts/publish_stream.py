@@ -72,6 +72,8 @@ def _over_tokens(stage_dir: Path, trace: pd.DataFrame, metric: str, name: str) -
 
 def _paired(stage_dir: Path, name: str) -> dict[str, str]:
     rows = pd.DataFrame(json.loads((stage_dir / "comparison.json").read_text()))
+    if rows.empty:  # statics alone (a gate): nothing is paired
+        return {}
     best = rows[rows["best_static"] & (rows.get("pool", "growing") == "growing")]
     n, caps = int(best["n"].max()), sorted(best["cap"].unique())
     zero = {"x": [caps[0], caps[-1]], "y": [0, 0], "colour": "#000000", "dash": "dot", "width": 1}
@@ -182,6 +184,8 @@ def stream_tables(stream: Path, trace: pd.DataFrame | None = None) -> list[str]:
     if trace is not None:
         out += [f"### stream: in the shape of the seed's table (mean over replicates; sd over replicates)", "",
                 *seed_shaped(stream, trace), ""]
+    if not (stream / "claims.json").is_file():  # statics alone (a gate)
+        return out
     claims = json.loads((stream / "claims.json").read_text())
     if (stream / "trajectory.json").is_file():
         claims += json.loads((stream / "trajectory.json").read_text())["claims"]
