@@ -11,7 +11,7 @@ from .pressure_law import fit_with_error
 from .pressure_map import analyse_map, describe_map, map_cells, pass_counts
 from .probe import analyse_probe
 from .selection import select_models
-from .trajectory import trajectory
+from .trajectory import compare_trajectory
 
 __all__ = [
     "analyse_map",
@@ -20,6 +20,7 @@ __all__ = [
     "by_replicate",
     "claims",
     "compare_arms",
+    "compare_trajectory",
     "describe_map",
     "fit_with_error",
     "fixed_pool_interaction",
@@ -28,5 +29,4 @@ __all__ = [
     "pass_counts",
     "predict_cells",
     "select_models",
-    "trajectory",
 ]

@@ -34,7 +34,7 @@ def _relabel(rows: list[dict]) -> list[dict]:
     return [r | {"segment": None, "cap": TRAJECTORY} for r in rows]
 
 
-def trajectory(metrics: pd.DataFrame, decay_arms: list[str], calibrated_arms: list[str] = (),
+def compare_trajectory(metrics: pd.DataFrame, decay_arms: list[str], calibrated_arms: list[str] = (),
                metric: str = "val_loss") -> dict[str, list[dict]]:
     """The paired comparison, the claims and the interaction on the trajectory (empty lists for
     a stream of one cap, where the trajectory is the last cap)."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
-from ..analysis import (analyse_map, analyse_probe, by_replicate, claims, compare_arms, fixed_pool_interaction, judge, select_models,
-                        trajectory)
+from ..analysis import (analyse_map, analyse_probe, by_replicate, claims, compare_arms, compare_trajectory,
+                        fixed_pool_interaction, judge, select_models)
 from ..common import Stage
 from ..model import Arm, ArmKind, parse_decays
 from ..sweep import first_complete, load_config, replay_rows, storage_of
@@ -137,6 +137,6 @@ def _comparison(a: Analysis) -> None:
                     for r in compare_arms(a.frame, decays, calibrated, metric)]
     a.claims = claims(a.comparison)
     a.interaction = fixed_pool_interaction(a.frame, decays, metric)
-    a.trajectory = trajectory(a.frame, decays, calibrated, metric)
+    a.trajectory = compare_trajectory(a.frame, decays, calibrated, metric)
     a.primary = judge(settings.get("claims"), a.comparison, a.claims, a.interaction, a.trajectory)
     a.note = stream_note(a.config, a.comparison, a.primary, a.interaction)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dropout_decay.analysis import trajectory
+from dropout_decay.analysis import compare_trajectory
 
 CAPS = [1000, 4000, 16000]
 
@@ -30,7 +30,7 @@ def stream_metrics(rng, replicates=((1, 0), (2, 0), (3, 1), (4, 1))) -> pd.DataF
 
 def test_trajectory_claims_are_paired_t_tests_on_each_replicates_mean_over_caps():
     m = stream_metrics(np.random.default_rng(0))
-    t = trajectory(m, ["d"], [], "test_loss")
+    t = compare_trajectory(m, ["d"], [], "test_loss")
     growing = m[~m["arm"].str.endswith("@fixed")]
     val = growing.groupby(["seed", "order_seed", "arm"])["val_loss"].mean().unstack()
     test = growing.groupby(["seed", "order_seed", "arm"])["test_loss"].mean().unstack()
@@ -51,6 +51,6 @@ def test_trajectory_claims_are_paired_t_tests_on_each_replicates_mean_over_caps(
 def test_a_point_that_missed_a_cap_is_left_out_not_averaged_over_fewer():
     m = stream_metrics(np.random.default_rng(1))
     cut = m[~((m["seed"] == 4) & (m["arm"] == "d") & (m["segment"] == 2))]
-    [claim] = trajectory(cut, ["d"], [], "test_loss")["claims"]
+    [claim] = compare_trajectory(cut, ["d"], [], "test_loss")["claims"]
     assert claim["n"] == 3  # the replicate whose decay lacks the last cap drops out of every pair with `d`
-    assert trajectory(m[m["segment"] == 0], ["d"], [], "test_loss") == {"comparison": [], "claims": [], "interaction": []}
+    assert compare_trajectory(m[m["segment"] == 0], ["d"], [], "test_loss") == {"comparison": [], "claims": [], "interaction": []}
