@@ -37,7 +37,8 @@ def static_note(config: dict, selection: list[dict]) -> str:
 
 
 def cap_text(cap) -> str:
-    return "–" if cap is None else f"{cap:,}"
+    """A token cap with thousands separators; `trajectory` (the mean over caps) as it is."""
+    return "–" if cap is None else cap if isinstance(cap, str) else f"{cap:,}"
 
 
 def stream_note(config: dict, comparison: list[dict], primary: list[dict] = (), interaction: list[dict] = ()) -> str:
@@ -103,9 +104,29 @@ def probe_note(config: dict, probe: dict) -> str:
     return "\n".join(lines)
 
 
+def cell_grid(cells: list[dict], text) -> list[str]:
+    """A map's cells as a Markdown table per model, U down and passes across: the heatmap as text."""
+    lines = []
+    for model in sorted({c["model"] for c in cells}):
+        mine = [c for c in cells if c["model"] == model]
+        passes = sorted({c["passes"] for c in mine})
+        by = {(c["unique_tokens"], c["passes"]): c for c in mine}
+        lines += [f"| {model}: U \\ passes | " + " | ".join(f"{k:g}" for k in passes) + " |",
+                  "| --- " * (len(passes) + 1) + "|"]
+        lines += [f"| {u:,} | " + " | ".join(text(by[u, k]) if (u, k) in by else "" for k in passes) + " |"
+                  for u in sorted({c["unique_tokens"] for c in mine})]
+        lines.append("")
+    return lines
+
+
 def map_note(m: dict) -> str:
-    """The dashboard note of a map: where dropout helps, and each law with its held-out error."""
-    lines = ["## map: where does dropout help?", "", m["description"] + ".", ""]
+    """The dashboard note of a map: where dropout helps, p* and its gain cell by cell, and each
+    law with its held-out error."""
+    lines = ["## map: where does dropout help?", "", m["description"] + ".", "",
+             "**Best static rate p\\* [bootstrap 95%]**", ""]
+    lines += cell_grid(m["cells"], lambda c: f"{c['p_star']:g} [{_num(c['p_star_low'], 'g')}, {_num(c['p_star_high'], 'g')}]")
+    lines += ["**Validation loss at p\\* − at p = 0, nats (below 0: dropout helps)**", ""]
+    lines += cell_grid(m["cells"], lambda c: _num(c["gain"], "+.3f"))
     for form, law in m["laws"].items():
         if "reason" in law:
             lines.append(f"* **{form} law:** none ({law['reason']})")

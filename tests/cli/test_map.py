@@ -46,6 +46,17 @@ def test_map_csv_is_what_plain_pandas_finds_in_metrics_jsonl(mapped):
         assert row.x == pytest.approx(math.log10(params / row.unique_tokens))
         assert row.y == pytest.approx(math.log10(row.tokens_seen / row.unique_tokens))
     assert (cells["p_star"] > 0).any() and (cells["p_star"] == 0).any()  # both sides of the boundary
+    # the dashboard note carries both heatmaps as tables, U down and passes across
+    import optuna
+    from optuna_dashboard import get_note
+    storage = optuna.storages.RDBStorage(f"sqlite:///{mapped / 'study.db'}")
+    [name] = optuna.study.get_all_study_names(storage)
+    note = get_note(optuna.load_study(study_name=name, storage=storage))
+    first = cells[cells["unique_tokens"] == 1500].sort_values("passes")
+    g = lambda v: "–" if pd.isna(v) else f"{v:g}"  # noqa: E731  (one seed: no interval)
+    assert "| 1x4x64: U \\ passes | 2 | 16 |" in note
+    assert f"| 1,500 | {g(first.p_star.iloc[0])} [{g(first.p_star_low.iloc[0])}, {g(first.p_star_high.iloc[0])}] |" in note
+    assert f"| 1,500 | {first.gain.iloc[0]:+.3f} | {first.gain.iloc[1]:+.3f} |" in note
     page = (mapped / "report.html").read_text()
     assert "best static rate p* per cell" in page and "at p = 0 (nats; below 0: dropout helps" in page
     law = json.loads((mapped / "pressure_law.json").read_text())
