@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dropout_decay.analysis.comparison import mde  # noqa: E402
 
 
-def read_metrics(run: Path, metric: str) -> pd.DataFrame:
+def read_metrics(run: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The growing stream's static arms: `metric` and validation loss per replicate and cap
+    (rows), arm (columns), and the columns that name a replicate."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     df = pd.DataFrame(rows)
     df = df[df["arm"].str.startswith("static:") & ~df["arm"].str.endswith("@fixed")]
