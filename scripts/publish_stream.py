@@ -18,6 +18,9 @@ import pandas as pd
 from dropout_decay.common.svg import COLOURS, line_chart
 
 
+CLIP = 0.08  # nats: the loss-by-cap figure's ceiling, so the differences near 0 stay readable
+
+
 def colour(i: int) -> str:
     return COLOURS[i % len(COLOURS)]
 
@@ -135,11 +138,12 @@ def _by_cap(stage_dir: Path, trace: pd.DataFrame, metric: str, name: str, map_di
     charts = {"stream_rates_by_cap.svg": line_chart(
         series, "stream: each decay's mean rate per cap beside the best static rate (validation) and the map's p*",
         "log10 cap (unique tokens)", "dropout p")}
-    relative = [{"name": arm, "x": x, "y": [loss.loc[c, arm] - loss.loc[c, best[c]] for c in caps], "colour": colour(i),
-                 "dash": _style(arm), "markers": True} for i, arm in enumerate(arms)]
+    relative = [{"name": arm, "x": x, "y": [min(loss.loc[c, arm] - loss.loc[c, best[c]], CLIP) for c in caps],
+                 "colour": colour(i), "dash": _style(arm), "markers": True} for i, arm in enumerate(arms)]
     charts["stream_loss_by_cap.svg"] = line_chart(
-        relative, f"stream: {name} minus that of the cap's best static rate (chosen on validation), mean over replicates",
-        "log10 cap (unique tokens)", f"Δ {name} (nats); below 0: better than the best static")
+        relative, f"stream: {name} minus the cap's best static rate's (chosen on val), mean over replicates; "
+                  f"above +{CLIP:g} drawn at +{CLIP:g}", "log10 cap (unique tokens)",
+        f"Δ {name} (nats); below 0: better than the best static")
     return charts
 
 
@@ -169,9 +173,24 @@ def seed_shaped(stream: Path, trace: pd.DataFrame) -> list[str]:
     return out + [r for _, r in sorted(rows)]
 
 
+def best_by_cap(stream: Path) -> list[str]:
+    """Cap by cap: the pressure coordinates, every static rate's mean validation loss and the best."""
+    m = pd.read_json(stream / "metrics.jsonl", lines=True)
+    m = m[m["arm"].str.startswith("static:") & ~m["arm"].str.endswith("@fixed")]
+    params = json.loads((stream / "config.json").read_text())["models"][0]["parameters"]
+    m = m.assign(x=(params / m["cap"]).map(math.log10), y=(m["tokens"] / m["cap"]).map(math.log10))
+    val = m.pivot_table(index=["cap", "x", "y"], columns="arm", values="val_loss", aggfunc="mean")
+    arms = sorted(val.columns, key=lambda a: float(a.split(":")[1]))
+    out = ["| cap | x | y | " + " | ".join(arms) + " | best static (val) |", "| --- " * (len(arms) + 4) + "|"]
+    for (cap, x, y), row in val[arms].iterrows():
+        out.append(f"| {cap:,} | {x:.3f} | {y:.3f} | " + " | ".join(f"{v:.4f}" for v in row) + f" | {row.idxmin()} |")
+    return out
+
+
 def stream_tables(stream: Path, trace: pd.DataFrame | None = None) -> list[str]:
     metric, name = judged(stream)
-    out = []
+    out = ["### stream: where the best static rate lies, cap by cap (validation loss, mean over replicates)", "",
+           *best_by_cap(stream), ""]
     primary = json.loads((stream / "primary.json").read_text()) if (stream / "primary.json").is_file() else []
     if primary:
         out += ["### stream: the primary claims (declared before the run; one Holm family)", "",
@@ -196,12 +215,15 @@ def stream_tables(stream: Path, trace: pd.DataFrame | None = None) -> list[str]:
         out.append(f"| {c['decay_arm']} | {cap_text(c['cap'])} | {'yes' if c['beats_every_static'] else 'no'} | "
                    f"{c['deciding_static']} | {fmt(c['deciding_mean_diff'])} | [{fmt(c['deciding_ci'][0])}, "
                    f"{fmt(c['deciding_ci'][1])}] | {fmt(c['p_iut_holm'], '.3f')} | {c['wins_against_all']}/{c['n']} |")
-    out += ["", "| decay arm | cap | pool | against | Δ mean | 95% interval | p one-sided (Holm) | mde_80 | P(improve) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in json.loads((stream / "comparison.json").read_text()):
+    out += ["", "| decay arm | cap (a twin: the growing stream's cap of its segment) | pool | against | Δ mean | 95% interval | "
+            "p one-sided (Holm) | mde_80 | P(improve) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = json.loads((stream / "comparison.json").read_text())
+    growing_cap = {r["segment"]: r["cap"] for r in rows if r.get("pool", "growing") == "growing"}
+    for r in rows:
         if r["best_static"] or not r["other_is_static"]:
             label = f"best static {r['static_arm']}" if r["best_static"] else r["static_arm"]
-            out.append(f"| {r['decay_arm']} | {cap_text(r['cap'])} | {r.get('pool', 'growing')} | {label} | {fmt(r['mean_diff'])} | "
+            cap = growing_cap.get(r["segment"], r["cap"])
+            out.append(f"| {r['decay_arm']} | {cap_text(cap)} | {r.get('pool', 'growing')} | {label} | {fmt(r['mean_diff'])} | "
                        f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {fmt(r['p_better'], '.3f')} ({fmt(r['p_holm'], '.3f')}) | "
                        f"{fmt(r.get('mde_80'))} | {r['wins']}/{r['n']} |")
     if (stream / "interaction.json").is_file():
@@ -217,9 +239,9 @@ def stream_tables(stream: Path, trace: pd.DataFrame | None = None) -> list[str]:
                 f"{fmt(r['p_holm'], '.3f')} | {fmt(r.get('mde_80'))} | {r['verdict']} |" for r in rows]
     summary = pd.read_csv(stream / "summary.csv")
     column = f"{'test' if metric == 'test_loss' else 'val'}_loss"
-    last = summary[summary["cap"] == summary["cap"].max()].sort_values(f"{column}_mean")
-    out += ["", f"{name.capitalize()} at the last cap ({int(summary['cap'].max()):,} tokens), mean ± std over replicates "
-            "(@fixed: the final pool from step 0):", ""]
+    last = summary[summary["segment"] == summary["segment"].max()].sort_values(f"{column}_mean")
+    out += ["", f"{name.capitalize()} at the end of the last segment ({int(summary['cap'].max()):,} tokens), mean ± std over "
+            "replicates (@fixed: the final pool from step 0):", ""]
     out += [f"* {r['arm']}: {r[column + '_mean']:.4f} ± {r[column + '_std']:.4f} (val − train gap {r['gap_mean']:.3f})"
             for r in last.to_dict("records")]
     return out + [""]
