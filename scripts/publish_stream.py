@@ -29,6 +29,11 @@ def fmt(x, spec=".4f") -> str:
     return "–" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
 
 
+def p_text(p) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001."""
+    return fmt(p, ".1e" if p is not None and p == p and p < 1e-3 else ".3f")
+
+
 def cap_text(cap) -> str:
     return cap if isinstance(cap, str) else f"{cap:,}"
 
@@ -194,10 +199,10 @@ def stream_tables(stream: Path, trace: pd.DataFrame | None = None) -> list[str]:
     primary = json.loads((stream / "primary.json").read_text()) if (stream / "primary.json").is_file() else []
     if primary:
         out += ["### stream: the primary claims (declared before the run; one Holm family)", "",
-                f"| claim | cap | estimate ({name}, nats) | 95% interval | p | p (Holm) | mde_80 | holds |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        out += [f"| {r['claim']} | {cap_text(r['cap'])} | {fmt(r['estimate'])} | [{fmt(r['ci'][0])}, {fmt(r['ci'][1])}] | "
-                f"{fmt(r['p'], '.3f')} | {fmt(r['p_holm'], '.3f')} | {fmt(r['mde_80'])} | {'yes' if r['holds'] else 'no'} |"
+                f"| claim | cap | against | estimate ({name}, nats) | 95% interval | p | p (Holm) | mde_80 | holds |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {r['claim']} | {cap_text(r['cap'])} | {r['against']} | {fmt(r['estimate'])} | [{fmt(r['ci'][0])}, {fmt(r['ci'][1])}] | "
+                f"{p_text(r['p'])} | {p_text(r['p_holm'])} | {fmt(r['mde_80'])} | {'yes' if r['holds'] else 'no'} |"
                 for r in primary]
         out += ["", "Everything below is exploratory.", ""]
     if trace is not None:
