@@ -121,3 +121,44 @@ def test_the_environment_check_sees_a_global_read_at_import(tmp_path):
     probe = tmp_path / "m.py"
     probe.write_text("import os, sys\nPROG = sys.argv[0]\ndef f():\n    return os.environ\n")
     assert environment_read_at_import(probe) == [2]
+
+
+STAGE_WORDS = {"screen", "confirm", "probe", "stream", "map"}
+SPELLED_ONCE = {"@fixed": "model/arms.py", "static:": "model/schedules.py"}  # stored arm-name parts
+
+
+def stringly_kinds(path: Path) -> list[str]:
+    """A stage name compared as a string (`stage == "stream"`, `in ("map", "probe")`), or a stored
+    arm-name part spelled outside the module that owns it: both belong to the types
+    (common/stages.Stage, model/arms.Arm), so that a new kind changes one place."""
+    where = str(path.relative_to(PACKAGE))
+    found = []
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Compare):
+            for side in [n.left, *n.comparators]:
+                texts = [e.value for e in getattr(side, "elts", [side]) if isinstance(e, ast.Constant)]
+                found += [f"{n.lineno}: compares {t!r}" for t in texts if t in STAGE_WORDS]
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and " " not in n.value:  # code, not prose
+            found += [f"{n.lineno}: spells {part!r}" for part, owner in SPELLED_ONCE.items()
+                      if part in n.value and where != owner]
+    return found
+
+
+def test_stages_and_arm_names_are_asked_of_their_types_not_compared_as_strings():
+    allowed = {"common/stages.py"}
+    assert {str(p.relative_to(PACKAGE)): f for p in modules()
+            if str(p.relative_to(PACKAGE)) not in allowed and (f := stringly_kinds(p))} == {}
+
+
+def test_the_string_check_sees_a_stage_comparison_and_a_stray_suffix(tmp_path):
+    room = tmp_path / "dropout_decay" / "analysis"
+    room.mkdir(parents=True)
+    (room / "m.py").write_text('def f(c, a):\n    if c["stage"] in ("map", "probe") or c["stage"] == "stream":\n'
+                               '        return a.endswith("@fixed") or a.startswith("static:")\n')
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, tmp_path / "dropout_decay"
+    try:
+        assert stringly_kinds(room / "m.py") == ["2: compares 'map'", "2: compares 'probe'", "2: compares 'stream'",
+                                                 "3: spells '@fixed'", "3: spells 'static:'"]
+    finally:
+        PACKAGE = saved

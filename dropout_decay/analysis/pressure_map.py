@@ -21,7 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..model import PRESSURE_FORMS, regime_of
+from ..common import stage_of
+from ..model import PRESSURE_FORMS, is_twin, regime_of, static_rate
 from .pressure_law import fit_with_error
 from .probe import LEVEL, bootstrap_method, resamples, weighted_quantiles
 
@@ -39,11 +40,12 @@ def cell_frame(metrics: pd.DataFrame, config: dict) -> pd.DataFrame:
     steps over its limit; in a stream each cap of the growing pool, from its static arms only,
     C counting every token since step 0)."""
     frame = metrics.copy()
-    if config["stage"] == "stream":
-        frame = frame[frame["arm"].str.startswith("static:") & ~frame["arm"].str.endswith("@fixed")]
-        frame = frame.assign(dropout=frame["arm"].str.slice(len("static:")).astype(float))
+    stage = stage_of(config["stage"])
+    if stage.is_stream:
+        frame = frame[~frame["arm"].map(is_twin)]
+        frame = frame.assign(dropout=frame["arm"].map(static_rate)).dropna(subset=["dropout"])
     counts = pass_counts(config["settings"])
-    if config["stage"] in ("map", "probe"):
+    if stage.counts_passes:
         frame["passes"] = [float(counts[int(i)]) for i in frame["segment"]]
     else:
         frame["passes"] = (frame["tokens"] / frame["cap"]).round(3)

@@ -20,6 +20,7 @@ import re
 from typing import Callable
 
 from ..common import UsageError
+from ..model import static_rate
 
 TRAJECTORY = "trajectory"  # the cap of a claim on the mean loss over every cap
 _CAP = rf"(?P<cap>last|\d+|{TRAJECTORY})"
@@ -52,7 +53,7 @@ def check_claims(claims: dict | None, arms: list[str] | None, caps: list[int] | 
         for arm in (c["arm"], c["other"]):
             if arm is not None and arms is not None and arm not in arms:
                 raise UsageError(f"claim {c['text']!r}: the stream has no arm {arm!r} (arms: {', '.join(arms)})")
-        if c["kind"] == "every_static" and c["arm"].startswith("static:"):
+        if c["kind"] == "every_static" and static_rate(c["arm"]) is not None:
             raise UsageError(f"claim {c['text']!r}: a static arm cannot beat every static rate")
         if c["kind"] == "interaction" and not twinned(c["arm"]):
             raise UsageError(f"claim {c['text']!r} needs the arm's fixed-pool twin (fixed_pool_controls = true, "

@@ -3,7 +3,7 @@ it trains (with the law p*(D) a calibrated schedule follows). May import: common
 
 The names below are what the subpackage offers the others, which import them from here."""
 
-from .arms import Arm, ArmKind, base_name, is_twin, twin_name
+from .arms import Arm, ArmKind, base_name, is_twin, static_rate, twin_name
 from .gpt import GPT, ModelSpec, parse_model_spec
 from .law import fit_form, fit_law, formula, predict
 from .pressure import (
@@ -53,5 +53,6 @@ __all__ = [
     "regime_differences",
     "regime_of",
     "static",
+    "static_rate",
     "twin_name",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from .schedules import Schedule
+from .schedules import STATIC_PREFIX, Schedule
 
 FIXED = "@fixed"
 
@@ -41,6 +41,13 @@ def base_name(name: str) -> str:
 
 def twin_name(name: str) -> str:
     return base_name(name) + FIXED
+
+
+def static_rate(name: str) -> float | None:
+    """The rate of a stored static arm's name (`static:0.1`, or its twin `static:0.1@fixed`);
+    None for any other arm."""
+    base = base_name(name)
+    return float(base[len(STATIC_PREFIX):]) if base.startswith(STATIC_PREFIX) else None
 
 
 @dataclass(frozen=True)

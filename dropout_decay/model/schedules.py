@@ -32,6 +32,7 @@ from .pressure import pressure_rate, read_pressure_law
 
 SHAPES = ("cosine", "linear", "exponential", "step")
 NAME = re.compile(r"[A-Za-z_][\w.-]*")
+STATIC_PREFIX = "static:"  # a static arm's stored name is this and its rate (`static:0.1`)
 
 
 def check_rate(p: float, what: str = "dropout rate") -> float:
@@ -127,7 +128,7 @@ class Schedule:
 
 def static(p: float) -> Schedule:
     p = check_rate(p)
-    return Schedule(name=f"static:{p:g}", start=p, end=p)
+    return Schedule(name=f"{STATIC_PREFIX}{p:g}", start=p, end=p)
 
 
 def is_calibrated(text: str) -> bool:

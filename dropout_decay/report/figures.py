@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..common import COLOURS
-from ..model import is_twin
+from ..model import is_twin, static_rate
 
 
 
@@ -22,7 +22,7 @@ def _colour(i: int) -> str:
 def _dash(arm) -> str:
     if isinstance(arm, str) and is_twin(arm):
         return "dot"
-    return "solid" if not isinstance(arm, str) or arm.startswith("static") else "dash"
+    return "solid" if not isinstance(arm, str) or static_rate(arm) is not None else "dash"
 
 
 def static_figures(metrics: pd.DataFrame, selection: list[dict]) -> list[go.Figure]:

@@ -1,7 +1,7 @@
 """An arm, parsed once: its kind, its rate at a point of training, and its fixed-pool twin, whose
 name is the stored `ARM@fixed` byte for byte."""
 
-from dropout_decay.model.arms import Arm, ArmKind, base_name, is_twin, twin_name
+from dropout_decay.model.arms import Arm, ArmKind, base_name, is_twin, static_rate, twin_name
 from dropout_decay.model.schedules import parse_decay, static
 
 
@@ -27,3 +27,9 @@ def test_a_twin_keeps_the_schedule_and_takes_the_stored_suffix():
 def test_stored_names_tell_a_twin_from_its_arm():
     assert [is_twin(n) for n in ("d", "d@fixed", "static:0.1@fixed")] == [False, True, True]
     assert base_name("d@fixed") == base_name("d") == "d" and twin_name("d") == twin_name("d@fixed") == "d@fixed"
+
+
+def test_a_static_arm_name_gives_its_rate_and_any_other_arm_none():
+    assert [static_rate(n) for n in ("static:0.1", "static:0@fixed", "static:0.05", "cos", "cos@fixed", "p:path:0.2,0")] \
+        == [0.1, 0.0, 0.05, None, None, None]
+    assert static_rate(Arm(static(0.3)).name) == 0.3
