@@ -8,13 +8,16 @@ figure measured in this one run, since these machines are noisy.
    attention's FLOPs too) as a fraction of the fp32 matmul peak measured here (a 2048^3 matmul
    on every thread).
 4. Points per hour of studies/seed_scale_model.toml's screen grid (54 points) run as 0.6.0 ran it
-   (--compile off --jobs 1) against today's defaults, whole commands side by side (not --quick).
+   (--compile off --jobs 1) against today's defaults, whole commands side by side (not --quick;
+   alone with --screen-only), each with an empty compile cache (TORCHINDUCTOR_CACHE_DIR), so the
+   compiled run pays every compile a first run on a fresh machine pays.
 
 Every comparison prints one line with the word `ratio`; the table goes to
 docs/results/benchmarks/speed.md (with --write).
 
     .venv/bin/python scripts/bench_speed.py --quick      # under 3 minutes on 2 cores
     .venv/bin/python scripts/bench_speed.py --write      # every shape, and the table committed
+    .venv/bin/python scripts/bench_speed.py --screen-only --write   # 4. alone (about 30 minutes on 2 cores)
 """
 
 import argparse
@@ -111,8 +114,9 @@ def screen_points_per_hour(extra: list[str]) -> tuple[float, float]:
     subprocess.run([*cli, "cache", "--vocab-size", "1024"], cwd=ROOT, capture_output=True)  # built once, apart
     with tempfile.TemporaryDirectory() as d:
         argv = [*cli, "screen", *SCALE_SCREEN, "--output-dir", f"{d}/run", *extra]
+        env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": f"{d}/compiled"}  # nothing compiled before
         t = time.perf_counter()
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t
         if done.returncode:
             sys.exit(f"the screen failed:\n{done.stderr[-3000:]}")
@@ -139,7 +143,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="three shapes, no screen comparison (under 3 minutes on 2 cores)")
     ap.add_argument("--write", action="store_true", help="write the table to docs/results/benchmarks/speed.md")
     ap.add_argument("--profile", action="store_true", help="also torch.profiler's table of a compiled 8x8x256 step at p = 0.1")
+    ap.add_argument("--screen-only", action="store_true", help="only the screen's points per hour (4.), written to "
+                    "docs/results/benchmarks/screen_speed.txt with --write")
     args = ap.parse_args()
+    if args.screen_only:
+        return screen_only(args.write)
     shapes = ["1x2x32", "3x4x96", "8x8x256"] + ([] if args.quick else ["12x8x384"])
     torch.set_num_threads(cpu.cores())
     started, lines, rows = time.time(), [], []
@@ -164,11 +172,7 @@ def main() -> None:
                  f"({two:,.0f} against {one:,.0f} tokens/s)")
     print(lines[-1], flush=True)
     if not args.quick:
-        old, old_wall = screen_points_per_hour(["--compile", "off", "--jobs", "1"])
-        new, new_wall = screen_points_per_hour([])
-        lines.append(f"seed_scale_model's screen (54 points of 274 steps): points per hour, today's defaults / "
-                     f"0.6.0's (eager, 1 job) ratio {new / old:.2f} ({new:.0f} against {old:.0f}; {new_wall:.0f} s "
-                     f"against {old_wall:.0f} s)")
+        lines.append(screen_ratio())
         print(lines[-1], flush=True)
     table = profile() if args.profile else ""
     if table:
@@ -178,6 +182,26 @@ def main() -> None:
     if args.write:
         write_table(rows, lines, machine, " ".join(["scripts/bench_speed.py", *sys.argv[1:]]), time.time() - started,
                     table)
+
+
+def screen_ratio() -> str:
+    old, old_wall = screen_points_per_hour(["--compile", "off", "--jobs", "1"])
+    new, new_wall = screen_points_per_hour([])
+    return (f"seed_scale_model's screen (54 points of 274 steps): points per hour, today's defaults / 0.6.0's "
+            f"(eager, 1 job) ratio {new / old:.2f} ({new:.0f} against {old:.0f}; {new_wall:.0f} s against {old_wall:.0f} s)")
+
+
+def screen_only(write: bool) -> None:
+    started = time.time()
+    line = screen_ratio()
+    machine = f"{platform.machine()}, {cpu.cores()} cores, torch {torch.__version__}, {platform.python_version()}"
+    print(line, f"\n{time.time() - started:.0f} s on {machine}", sep="", flush=True)
+    if write:
+        out = ROOT / "docs" / "results" / "benchmarks" / "screen_speed.txt"
+        out.write_text(f"command: .venv/bin/python scripts/bench_speed.py {' '.join(sys.argv[1:])}\nmachine: {machine}; "
+                       f"{time.strftime('%Y-%m-%d')}; {time.time() - started:.0f} s wall; each command with an empty "
+                       f"compile cache\n{line}\n")
+        print(f"wrote {out}")
 
 
 def write_table(rows, lines, machine: str, command: str, seconds: float, profile_table: str) -> None:

@@ -60,6 +60,11 @@ class Schedule:
     def is_static(self) -> bool:
         return self.shape == "constant"
 
+    @property
+    def never_drops(self) -> bool:
+        """Static 0: the point draws no masks, so it trains through another graph (training/compiled.py)."""
+        return self.is_static and self.start == 0
+
     def for_stream(self, caps: list[int], n_params: int, tokens_per_step: int = 0,
                    steps: list[int] | None = None) -> "Schedule":
         """This schedule over a stream of `caps` (one segment each, of `steps` steps, each step

@@ -31,6 +31,7 @@ class StepCost:
     timed_in_parts: int | None = None  # the part size timed, where the run takes its batch whole
     compiled: StepCost | None = None  # the same steps compiled, where the run will compile them
     compile_seconds: float = 0.0  # what compiling this model's graphs took, once per process
+    static_zero_compiled: bool = True  # auto compiles the p = 0 graph too (else static-0 points train eager)
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, StepCost]:
@@ -73,9 +74,22 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
         if compiles(s, device, spec, eager):
             first: list[tuple[float, float]] = []  # (first call, typical call) of each graph: the excess is compiling
             compiled = costs(compiled_loss, first)
-            eager = replace(eager, compiled=compiled, compile_seconds=sum(max(a - b, 0.0) for a, b in first))
+            excess = [max(a - b, 0.0) for a, b in first]  # the p = 0 graph, the dropping one (if any), evaluation
+            zero = compiles_static_zero(s, spec, eager)
+            eager = replace(eager, compiled=compiled, static_zero_compiled=zero,
+                            compile_seconds=sum(excess) - (0.0 if zero else excess[0]))
         out[spec.label] = eager
     return out
+
+
+def compiles_static_zero(s: Settings, spec, eager: StepCost) -> bool:
+    """Whether a compiling run compiles the p = 0 graph too: static-0 points need a graph of their
+    own, which auto compiles only where their steps repay it (training/compiled.py)."""
+    zeros = sum(a.schedule.never_drops for a in s.arms())
+    if s.compile == "on" or not zeros:
+        return True
+    steps = len(s.seeds) * len(s.order_seeds or [None]) * zeros * sum(sum(segments) for segments, _ in point_steps(s))
+    return compiling_pays(eager.plain, steps, spec)[0]
 
 
 def compiles(s: Settings, device: str, spec, eager: StepCost) -> bool:
@@ -126,10 +140,11 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
             for a in s.arms()]
     total = 0.0
     for eager in per_step.values():
-        cost = eager.compiled or eager
         total += eager.compile_seconds
         for segments, evals in point_steps(s):
             for arm in arms:
+                cost = eager if eager.compiled is None or (arm.never_drops and not eager.static_zero_compiled) \
+                    else eager.compiled
                 steps = sum(segments) * (cost.plain + arm.share_dropping(segments) * (cost.dropping - cost.plain))
                 total += replicates * (steps + evals * eval_sets * cfg.eval_batches * cost.evaluation)
     return total

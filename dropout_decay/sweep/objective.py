@@ -7,6 +7,7 @@ Its intermediate values are the validation losses of every evaluation: learning 
 
 from __future__ import annotations
 
+import itertools
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -130,14 +131,20 @@ class PointRunner:
                         compile=self.settings.compile)
 
     def compile_horizon(self, study: optuna.Study, point: dict) -> int:
-        """Steps of this point's model this process may expect to train: this point's steps for
-        each of the model's points not yet complete, shared among the machine's live workers
-        (what compiling a shape once can pay back over; training/compiled.py)."""
-        per_model = study.sampler.size // max(len(self.specs), 1)
-        done = sum(t.params.get("model") == point["model"]
-                   for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        """Steps of this point's model and graph this process may expect to train: this point's
+        steps for each grid point of the model not yet complete that trains through the same graph
+        (static 0 through its own), shared among the machine's live workers (what compiling a
+        graph once can pay back over; training/compiled.py)."""
+        kind = self._graph_kind(point)
+        space = search_space(self.settings)
+        alike = sum(self._graph_kind(dict(zip(space, values))) == kind for values in itertools.product(*space.values()))
+        done = sum(self._graph_kind(t.params) == kind for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         steps = sum(segment.steps for segment in self.settings.segments(point))
-        return steps * max(per_model - done, 1) // cpu.live_workers()
+        return steps * max(alike - done, 1) // cpu.live_workers()
+
+    def _graph_kind(self, point: dict) -> tuple:
+        arm = self.arms[point["arm"]] if "arm" in point else self.settings.arm(point)
+        return point.get("model"), arm.schedule.never_drops
 
     def _attach(self, trial: optuna.Trial, rows: list[dict]) -> None:
         if self.artifacts is not None:

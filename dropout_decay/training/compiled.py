@@ -65,6 +65,12 @@ def _graph_key(model: GPT, inputs: torch.Tensor, dropping: bool) -> tuple:
             torch.is_grad_enabled())
 
 
+def _training_graph(key: tuple) -> tuple:
+    """(shape, draws masks) of a training graph's key; None for an evaluation's."""
+    shape, *_, training, dropping, _grad = key
+    return (shape, dropping) if training else None
+
+
 def compiled_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The batch's mean loss through the compiled graph, at the model's rate (none in eval mode)."""
     if _HERE.function is None:
@@ -89,16 +95,19 @@ def compile_stats() -> dict:
     return {"graphs": len(_HERE.graphs), "seconds": round(_HERE.seconds, 3), "broken": _HERE.broken}
 
 
-def has_graphs_for(spec: ModelSpec) -> bool:
-    return any(key[0] == spec.shape for key in _HERE.graphs)
+def has_graphs_for(spec: ModelSpec, drops: bool = True) -> bool:
+    """Does this process hold the training graph a point of this shape needs: the one that draws
+    masks, or the one at p = 0 (another graph, as dear to compile: a static-0 point is its own case)?"""
+    return any(_training_graph(key) == (spec.shape, drops) for key in _HERE.graphs)
 
 
 @dataclass
 class CompileChoice:
     """Eager or compiled, for one point: `on` compiles from the first step, `off` never, `auto`
     times its first eager steps and compiles when what this process has left to train of the
-    shape (the horizon: this point and its share of the grid's other points of the model) would
-    save more than compiling costs (at once where this process holds the shape's graphs; never on MPS,
+    shape (the horizon: this point and its share of the grid's other points of the model that
+    need the same graph: static 0 needs its own) would save more than compiling costs (at once
+    where this process holds the graph; never on MPS,
     where compiling was not measured faster). A compiled step that fails runs again eager, from
     the same generator state, and the process stays eager from then on, saying so once.
     `record` gets what was chosen and why, for the trial."""
@@ -106,8 +115,9 @@ class CompileChoice:
     device: str
     spec: ModelSpec
     total_steps: int  # this point's
-    horizon_steps: int | None = None  # steps of this shape this process expects to train, this point's included
+    horizon_steps: int | None = None  # steps of this shape and graph this process expects to train, this point's included
     say: Callable[[str], None] = lambda line: None
+    drops: bool = True  # the point draws masks (all but static 0): which training graph it needs
     compiled: bool = False
     from_step: int | None = None
     reason: str = ""
@@ -122,7 +132,7 @@ class CompileChoice:
             self.reason = "off: eager"
         elif self.device == "mps":
             self.reason = "auto: eager on MPS (compiled training was not measured faster there)"
-        elif has_graphs_for(self.spec):
+        elif has_graphs_for(self.spec, self.drops):
             self._switch(0, "auto: compiled from the first step, this process holds the shape's graphs")
         else:
             self.reason = "auto: eager (what is left to train of this shape is too short for compiling to pay)"

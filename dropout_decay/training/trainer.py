@@ -176,7 +176,7 @@ class PointRun:
     order_seed: int | None = None  # which training documents fill the caps (None: the cache's own order)
     schedule_caps: list[int] | None = None  # the caps a calibrated schedule follows (a twin: the growing stream's)
     compile: str = "off"  # auto, on or off (compiled.py): how, not what, it trains
-    compile_horizon: int | None = None  # auto: steps of this shape the process expects to train, this point's included
+    compile_horizon: int | None = None  # auto: steps of this shape and graph the process expects to train, this point's included
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,8 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
     model.train()
     opt = make_optimizer(model, cfg, device)
 
-    choice = CompileChoice(run.compile, device, run.spec, total, run.compile_horizon, hooks.say)
+    choice = CompileChoice(run.compile, device, run.spec, total, run.compile_horizon, hooks.say,
+                           drops=not run.schedule.never_drops)
     rows, step = [], 0
     for index, (segment, pool) in enumerate(zip(run.segments, data.pools)):
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]

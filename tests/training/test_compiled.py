@@ -101,6 +101,8 @@ def test_auto_stays_eager_on_a_short_point_and_on_mps_and_compiles_when_the_rest
     assert choice["compiled"] and choice["from_step"] == 1 + PROBE_STEPS
     assert rows[-1]["val_loss"] == pytest.approx(short[-1]["val_loss"], abs=TOLERANCE)
     assert CompileChoice("auto", "cpu", SPEC, 10).from_step == 0  # this process holds the shape's graphs now
+    # but not the graph at p = 0 (the decay never reaches 0): a short static-0 point stays eager
+    assert not CompileChoice("auto", "cpu", SPEC, 10, drops=False).compiled
 
 
 def test_a_compile_that_fails_trains_eager_from_the_same_state_and_says_so_once(cache_dir, monkeypatch):
