@@ -152,13 +152,18 @@ def drive(study, s, cache, plan: StagePlan) -> int:
     artefacts into the plan's folder."""
     from ..common import log
     from ..report import export
-    from ..sweep import PointRunner, cpu, describe_point, fail_own_running, failure_lines, work
+    from ..sweep import PointRunner, cpu, describe_point, fail_own_running, failure_lines, grid_status, work
 
     out, root, device = plan.out, plan.root, plan.device.name
-    runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe_point(p)}"),
-                         threads=lambda: cpu.share(plan.threads), artifacts=root or out)
-    cpu.keep_freed_memory()
     jobs = local_jobs(study, s, cache, plan)
+
+    def early(point_s: float) -> None:  # auto: the first point's progress already shows whether jobs pay
+        if jobs:
+            jobs.grow(point_s, grid_status(study, study.sampler.size))
+
+    runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe_point(p)}"),
+                         on_progress=early, threads=lambda: cpu.share(plan.threads), artifacts=root or out)
+    cpu.keep_freed_memory()
     try:
         doing("training")
         status = work(study, runner, after_point=jobs.grow if jobs else lambda *_: None,

@@ -7,8 +7,9 @@ them and recovery re-queues a job's point if it dies; the cores are shared among
 (sweep/cpu.py), so each takes cores / N threads. The jobs run in their own session, so a Ctrl-C
 reaches only the command, which passes it on once and waits for them to mark their points
 interrupted; they write no artefacts (the command does, at the end) and log to `jobs/` in the
-run folder. `auto` (the default) adds jobs on a CPU once the first point has shown that the rest
-of the grid will take long enough to repay starting them; on MPS and CUDA it keeps one process.
+run folder. `auto` (the default) adds jobs on a CPU once the first point's progress (its first
+progress line, seconds in, not its end) shows that the rest of the grid will take long enough to
+repay starting them; on MPS and CUDA it keeps one process.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class LocalJobs:
             f"{self.logs})")
 
     def grow(self, per_point_s: float, status) -> None:
-        """After each of the command's points: auto starts the jobs it pays to, once."""
+        """At each progress line and after each of the command's points: auto starts the jobs it
+        pays to, once."""
         if self.auto and not self.procs:
             more = auto_jobs(per_point_s, status.left + status.waiting, cpu.cores(), self.need, self.available) - 1
             if more > 0:

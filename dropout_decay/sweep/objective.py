@@ -36,6 +36,7 @@ class PointRunner:
     cache: TokenCache
     device: str
     on_start: Callable[[dict], None] = lambda point: None
+    on_progress: Callable[[float], None] = lambda point_s: None  # at each progress line: the point's projected seconds
     threads: Callable[[], int] = lambda: 0  # sets and returns the thread count from now on
     artifacts: Path | None = None  # the run folder whose artifact store gets each trial's trace and curve
     interrupted: bool = False  # Ctrl-C arrived during a point: it is FAIL('interrupted'); stop
@@ -75,9 +76,11 @@ class PointRunner:
                 trial.report(row["val_loss"], row["step"])
             elif time.monotonic() - shown[0] >= PROGRESS_EVERY_S:  # a point can take minutes: say how it goes
                 shown[0] = time.monotonic()
-                rate = row["tokens"] / max(time.perf_counter() - t0, 1e-9)
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                rate = row["tokens"] / elapsed
                 left = (total - row["step"]) * row["tokens"] / row["step"] / rate
                 log(f"    step {row['step']:,}/{total:,}  loss {row['loss']:.3f}  {rate:,.0f} tokens/s  ETA {clock(left)}")
+                self.on_progress(elapsed + left)
 
         recheck = [time.monotonic() + 1.0]
 

@@ -123,3 +123,19 @@ def test_jobs_whose_models_do_not_fit_together_are_refused_before_anything_is_ma
 def test_a_bad_jobs_count_is_one_line(cache_dir, tmp_path, capsys, value):
     assert cli.main([*grid(cache_dir, tmp_path / "run"), "--jobs", value]) == 2
     assert f"--jobs must be auto or 1..256, got '{value}'" in capsys.readouterr().err
+
+
+def test_auto_starts_its_jobs_during_the_first_point_once_its_progress_shows_they_pay(cache_dir, tmp_path, capsys,
+                                                                                     monkeypatch):
+    from dropout_decay.cli import jobs
+    from dropout_decay.sweep import cpu, objective
+
+    monkeypatch.setattr(objective, "PROGRESS_EVERY_S", 0.0)  # a progress line at every logged step (50 and 100)
+    monkeypatch.setattr(jobs, "JOBS_PAY_S", 0.0)  # any grid repays a job
+    monkeypatch.setattr(cpu, "cores", lambda: 2)  # as on the smallest machine that runs jobs
+    out = tmp_path / "run"
+    assert cli.main([*grid(cache_dir, out), "--jobs", "auto"]) == 0
+    said = capsys.readouterr().err
+    # at the first point's first progress line (step 50 of 150), not after its end
+    assert said.index("step 50/150") < said.index("2 jobs train this grid") < said.index("step 100/150")
+    each_point_once(study_of(out))
