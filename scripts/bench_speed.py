@@ -177,11 +177,15 @@ def main() -> None:
     table = profile() if args.profile else ""
     if table:
         print(f"\ncompiled 8x8x256 at p = 0.1, 5 steps, by self CPU time:\n{table}")
-    machine = f"{platform.machine()}, {cpu.cores()} cores, torch {torch.__version__}, {platform.python_version()}"
+    machine = machine_line()
     print(f"\n{time.time() - started:.0f} s on {machine}")
     if args.write:
         write_table(rows, lines, machine, " ".join(["scripts/bench_speed.py", *sys.argv[1:]]), time.time() - started,
                     table)
+
+
+def machine_line() -> str:
+    return f"{platform.machine()}, {cpu.cores()} cores, torch {torch.__version__}, {platform.python_version()}"
 
 
 def screen_ratio() -> str:
@@ -194,7 +198,7 @@ def screen_ratio() -> str:
 def screen_only(write: bool) -> None:
     started = time.time()
     line = screen_ratio()
-    machine = f"{platform.machine()}, {cpu.cores()} cores, torch {torch.__version__}, {platform.python_version()}"
+    machine = machine_line()
     print(line, f"\n{time.time() - started:.0f} s on {machine}", sep="", flush=True)
     if write:
         out = ROOT / "docs" / "results" / "benchmarks" / "screen_speed.txt"

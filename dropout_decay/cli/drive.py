@@ -158,7 +158,7 @@ def drive(study, s, cache, plan: StagePlan) -> int:
     jobs = local_jobs(study, s, cache, plan)
 
     def early(point_s: float) -> None:  # auto: the first point's progress already shows whether jobs pay
-        if jobs:
+        if jobs and jobs.undecided:  # the storage is read only while the answer can change
             jobs.grow(point_s, grid_status(study, study.sampler.size))
 
     runner = PointRunner(s, cache, device, on_start=lambda p: log(f"  training {describe_point(p)}"),

@@ -83,10 +83,15 @@ class LocalJobs:
         log(f"  {len(self.procs) + 1} jobs train this grid (this process and {len(self.procs)} more; their logs in "
             f"{self.logs})")
 
+    @property
+    def undecided(self) -> bool:
+        """auto, and no job started yet: only then is the grid's status worth reading."""
+        return self.auto and not self.procs
+
     def grow(self, per_point_s: float, status) -> None:
         """At each progress line and after each of the command's points: auto starts the jobs it
         pays to, once."""
-        if self.auto and not self.procs:
+        if self.undecided:
             more = auto_jobs(per_point_s, status.left + status.waiting, cpu.cores(), self.need, self.available) - 1
             if more > 0:
                 self.start(more)

@@ -88,8 +88,7 @@ def compiles_static_zero(s: Settings, spec, eager: StepCost) -> bool:
     zeros = sum(a.schedule.never_drops for a in s.arms())
     if s.compile == "on" or not zeros:
         return True
-    steps = len(s.seeds) * len(s.order_seeds or [None]) * zeros * sum(sum(segments) for segments, _ in point_steps(s))
-    return compiling_pays(eager.plain, steps, spec)[0]
+    return compiling_pays(eager.plain, zeros * steps_per_arm(s), spec)[0]
 
 
 def compiles(s: Settings, device: str, spec, eager: StepCost) -> bool:
@@ -97,9 +96,12 @@ def compiles(s: Settings, device: str, spec, eager: StepCost) -> bool:
     every step one worker trains of the model."""
     if s.compile == "off" or (s.compile == "auto" and device == "mps"):
         return False
-    replicates = len(s.seeds) * len(s.order_seeds or [None]) * len(s.arms())
-    steps = replicates * sum(sum(segments) for segments, _ in point_steps(s))
-    return s.compile == "on" or compiling_pays(eager.dropping, steps, spec)[0]
+    return s.compile == "on" or compiling_pays(eager.dropping, len(s.arms()) * steps_per_arm(s), spec)[0]
+
+
+def steps_per_arm(s: Settings) -> int:
+    """Optimiser steps of one model's points of one arm (or static rate), every replicate and limit."""
+    return len(s.seeds) * len(s.order_seeds or [None]) * sum(sum(segments) for segments, _ in point_steps(s))
 
 
 def typical_seconds(run, first: list | None = None) -> float:

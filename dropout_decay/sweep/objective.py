@@ -127,7 +127,7 @@ class PointRunner:
 
     def point_run(self, point: dict) -> PointRun:
         """What training this grid point means, from the stage's settings."""
-        arm = self.arms[point["arm"]] if "arm" in point else self.settings.arm(point)
+        arm = self._arm(point)
         return PointRun(self.specs[point["model"]], arm.schedule, self.settings.segments(point),
                         replace(self.settings.train, micro_batch=self.micro[point["model"]]), point["seed"],
                         self.device, order_seed=point.get("order_seed"), schedule_caps=self.settings.stream_token_caps,
@@ -145,9 +145,11 @@ class PointRunner:
         steps = sum(segment.steps for segment in self.settings.segments(point))
         return steps * max(alike - done, 1) // cpu.live_workers()
 
+    def _arm(self, point: dict) -> Arm:
+        return self.arms[point["arm"]] if "arm" in point else self.settings.arm(point)
+
     def _graph_kind(self, point: dict) -> tuple:
-        arm = self.arms[point["arm"]] if "arm" in point else self.settings.arm(point)
-        return point.get("model"), arm.schedule.never_drops
+        return point.get("model"), self._arm(point).schedule.never_drops
 
     def _attach(self, trial: optuna.Trial, rows: list[dict]) -> None:
         if self.artifacts is not None:
