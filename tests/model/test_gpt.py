@@ -14,6 +14,7 @@ from dropout_decay.model.gpt import (
     norm,
     parse_model_spec,
     rotate,
+    softcapped_cross_entropy,
 )
 from dropout_decay.model.masks import keep_keys
 
@@ -368,3 +369,22 @@ def test_dropkey_attention_keeps_a_one_byte_mask_for_backward_with_the_plain_cal
     qkv_bytes, pairs = 3 * B * H * T * D * 4, B * H * T * T
     assert kept_bytes == qkv_bytes + pairs  # q, k, v and the boolean mask: nothing T x T in floats
     assert plain_bytes >= qkv_bytes + 4 * pairs
+
+
+@pytest.mark.parametrize("spread", [1.0, 200.0])  # ordinary logits, and logits far past the cap
+def test_the_compiled_paths_loss_is_the_soft_capped_cross_entropy_in_float64(spread):
+    """Its sigmoid form and logsumexp give the eager form's value and gradient to rounding: the
+    oracle is the definition, 15 tanh(x/15) and log-softmax, in float64."""
+    torch.manual_seed(3)
+    raw = (torch.randn(2, 5, 64) * spread).requires_grad_()
+    targets = torch.randint(0, 64, (2, 5))
+    loss = softcapped_cross_entropy(raw, targets)
+    loss.backward()
+    exact = raw.detach().double().requires_grad_()
+    capped = 15 * torch.tanh(exact / 15)
+    want = -torch.log_softmax(capped, -1).gather(-1, targets[..., None]).mean()
+    want.backward()
+    assert loss.dtype == torch.float32 and abs(loss.item() - want.item()) < 2e-6
+    torch.testing.assert_close(raw.grad.double(), exact.grad, rtol=0, atol=1e-7)
+    eager = torch.nn.functional.cross_entropy(15 * torch.tanh(raw.detach().view(-1, 64) / 15), targets.view(-1))
+    assert abs(loss.item() - eager.item()) < 2e-6  # and the eager path's own float32 value
