@@ -7,8 +7,8 @@ them and recovery re-queues a job's point if it dies; the cores are shared among
 (sweep/cpu.py), so each takes cores / N threads. The jobs run in their own session, so a Ctrl-C
 reaches only the command, which passes it on once and waits for them to mark their points
 interrupted; they write no artefacts (the command does, at the end) and log to `jobs/` in the
-run folder. `auto` (the default) adds jobs on a CPU once the first point's progress (its first
-progress line, seconds in, not its end) shows that the rest of the grid will take long enough to
+run folder. `auto` (the default) adds jobs on a CPU once the first point's pace (its first steps,
+timed seconds in, before any compile) shows that the rest of the grid will take long enough to
 repay starting them; on MPS and CUDA it keeps one process.
 """
 
@@ -89,7 +89,7 @@ class LocalJobs:
         return self.auto and not self.procs
 
     def grow(self, per_point_s: float, status) -> None:
-        """At each progress line and after each of the command's points: auto starts the jobs it
+        """At the first point's pace, each progress line and after each point: auto starts the jobs it
         pays to, once."""
         if self.undecided:
             more = auto_jobs(per_point_s, status.left + status.waiting, cpu.cores(), self.need, self.available) - 1

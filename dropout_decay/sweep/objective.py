@@ -36,7 +36,8 @@ class PointRunner:
     cache: TokenCache
     device: str
     on_start: Callable[[dict], None] = lambda point: None
-    on_progress: Callable[[float], None] = lambda point_s: None  # at each progress line: the point's projected seconds
+    on_progress: Callable[[float], None] = lambda point_s: None  # the point's projected seconds: its steps' once
+    # its first steps are timed (before any compile), then at each progress line
     threads: Callable[[], int] = lambda: 0  # sets and returns the thread count from now on
     artifacts: Path | None = None  # the run folder whose artifact store gets each trial's trace and curve
     interrupted: bool = False  # Ctrl-C arrived during a point: it is FAIL('interrupted'); stop
@@ -95,7 +96,8 @@ class PointRunner:
         t0 = time.perf_counter()
         try:
             run = replace(self.point_run(point), compile_horizon=self.compile_horizon(trial.study, point))
-            segments = train(run, self.cache, Hooks(trace, between_steps, lambda c: trial.set_user_attr("compile", c), log))
+            segments = train(run, self.cache, Hooks(trace, between_steps, lambda c: trial.set_user_attr("compile", c), log,
+                                                     paced=self.on_progress))
         except TrainingDiverged as e:
             return self._fail(trial, rows, f"diverged: {e}")
         except KeyboardInterrupt:

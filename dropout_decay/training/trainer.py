@@ -22,6 +22,7 @@ training loss is read and a non-finite value stops the run.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -143,6 +144,7 @@ def optimizer_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, 
     return loss
 
 
+PACE_STEPS = 8  # steps timed, after the first, to tell how long a point's steps take
 UNIFORM_SLACK = 0.01  # nats: the untrained model predicts uniformly (zero head), so trained is below
 
 
@@ -187,6 +189,25 @@ class Hooks:
     between_steps: Callable[[], None] = lambda: None
     compiled: Callable[[dict], None] = lambda choice: None  # eager or compiled, from which step and why
     say: Callable[[str], None] = lambda line: None  # one line for the log (compiling failed)
+    paced: Callable[[float], None] = lambda point_s: None  # seconds the point's steps will take, seconds in
+
+
+@dataclass
+class _Pace:
+    """Times the steps after the first (which may compile) and tells `paced` once what all of
+    the point's steps will take at that pace: a grid's length is known seconds into its first
+    point, before a compile that can take a minute (auto's local jobs start on it)."""
+    total: int
+    paced: Callable[[float], None]
+    started: float | None = None
+
+    def after_step(self, step: int, loss: torch.Tensor) -> None:
+        if step in (1, 1 + PACE_STEPS):
+            float(loss)  # the device has finished the steps timed
+            if step == 1:
+                self.started = time.perf_counter()
+            else:
+                self.paced((time.perf_counter() - self.started) / PACE_STEPS * self.total)
 
 
 @dataclass
@@ -233,7 +254,7 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
 
     choice = CompileChoice(run.compile, device, run.spec, total, run.compile_horizon, hooks.say,
                            drops=not run.schedule.never_drops)
-    rows, step = [], 0
+    rows, step, pace = [], 0, _Pace(total, hooks.paced)
     for index, (segment, pool) in enumerate(zip(run.segments, data.pools)):
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
         loss_sum, n_summed = torch.zeros((), device=device), 0
@@ -250,6 +271,7 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
             n_summed += 1
             step += 1
             choice.after_step(step, loss_sum)
+            pace.after_step(step, loss_sum)
             last = i == segment.steps - 1
             where = {"step": step, "tokens": step * tokens_per_step, "segment": index}
             if step % cfg.log_every == 0 or last:

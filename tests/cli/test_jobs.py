@@ -125,8 +125,8 @@ def test_a_bad_jobs_count_is_one_line(cache_dir, tmp_path, capsys, value):
     assert f"--jobs must be auto or 1..256, got '{value}'" in capsys.readouterr().err
 
 
-def test_auto_starts_its_jobs_during_the_first_point_once_its_progress_shows_they_pay(cache_dir, tmp_path, capsys,
-                                                                                     monkeypatch):
+def test_auto_starts_its_jobs_seconds_into_the_first_point_once_its_pace_shows_they_pay(cache_dir, tmp_path, capsys,
+                                                                                       monkeypatch):
     from dropout_decay.cli import jobs
     from dropout_decay.sweep import cpu, objective
 
@@ -136,6 +136,6 @@ def test_auto_starts_its_jobs_during_the_first_point_once_its_progress_shows_the
     out = tmp_path / "run"
     assert cli.main([*grid(cache_dir, out), "--jobs", "auto"]) == 0
     said = capsys.readouterr().err
-    # at the first point's first progress line (step 50 of 150), not after its end
-    assert said.index("step 50/150") < said.index("2 jobs train this grid") < said.index("step 100/150")
+    # once its first steps are timed (step 9 of 150), before its first progress line (step 50), not after its end
+    assert said.index("training model=") < said.index("2 jobs train this grid") < said.index("step 50/150")
     each_point_once(study_of(out))
