@@ -25,7 +25,7 @@ import torch
 from ..model import GPT, Drawn, ModelSpec, draw_all
 
 COMPILE_MODES = ("auto", "on", "off")
-PROBE_STEPS = 8  # auto: eager steps timed (after the first) before it decides
+PROBE_STEPS = 8  # steps the trainer times (after the first): auto decides on them, and local jobs start
 GAIN = 0.25  # auto: the share of a step's time compiling saves, at the least measured (1.33x; bench_speed.py)
 RECOMPILE_LIMIT = 64  # graphs of one function: shapes x (dropout, none, evaluation); torch's default 8 is a screen's
 
@@ -121,7 +121,6 @@ class CompileChoice:
     compiled: bool = False
     from_step: int | None = None
     reason: str = ""
-    _timed_from: float | None = None  # when the steps auto times began
 
     def __post_init__(self):
         if _HERE.broken:
@@ -143,21 +142,16 @@ class CompileChoice:
     def record(self) -> dict:
         return {"mode": self.mode, "compiled": self.compiled, "from_step": self.from_step, "reason": self.reason}
 
-    def after_step(self, step: int, loss: torch.Tensor) -> None:
-        """Auto's measured check, on the steps just taken (`step` of them so far)."""
+    def after_probe(self, step: int, per_step: float) -> None:
+        """Auto's measured check, once the trainer has timed the PROBE_STEPS steps after the first
+        (`per_step` seconds each; `step` of them so far)."""
         if self.compiled or self.mode != "auto" or self.device == "mps" or _HERE.broken:
             return
-        if step == 1 or step == 1 + PROBE_STEPS:
-            float(loss)  # the device has finished the steps timed
-            if step == 1:
-                self._timed_from = time.perf_counter()
-                return
-            per_step = (time.perf_counter() - self._timed_from) / PROBE_STEPS
-            horizon = max(self.horizon_steps or 0, self.total_steps)
-            pays, saved, cost = compiling_pays(per_step, horizon - step, self.spec)
-            if pays:
-                self._switch(step, f"auto: compiled from step {step} (eager {per_step * 1e3:.0f} ms/step; "
-                                   f"about {saved:.0f} s saved for about {cost:.0f} s compiling)")
+        horizon = max(self.horizon_steps or 0, self.total_steps)
+        pays, saved, cost = compiling_pays(per_step, horizon - step, self.spec)
+        if pays:
+            self._switch(step, f"auto: compiled from step {step} (eager {per_step * 1e3:.0f} ms/step; "
+                               f"about {saved:.0f} s saved for about {cost:.0f} s compiling)")
 
     def guarded(self, work: Callable[[Callable | None], object], model: GPT) -> object:
         """Run `work(loss)` compiled if chosen; if that fails, once more eager from the same state."""

@@ -31,7 +31,7 @@ import torch
 from ..common import UsageError, check_kinds
 from ..data import TokenCache, WindowSampler, fixed_batches
 from ..model import DEFAULT_MASKS, GPT, MASK_FORMS, ModelSpec, Schedule
-from .compiled import CompileChoice
+from .compiled import PROBE_STEPS, CompileChoice
 
 Trace = Callable[[dict], None]
 
@@ -144,7 +144,6 @@ def optimizer_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, 
     return loss
 
 
-PACE_STEPS = 8  # steps timed, after the first, to tell how long a point's steps take
 UNIFORM_SLACK = 0.01  # nats: the untrained model predicts uniformly (zero head), so trained is below
 
 
@@ -193,21 +192,21 @@ class Hooks:
 
 
 @dataclass
-class _Pace:
-    """Times the steps after the first (which may compile) and tells `paced` once what all of
-    the point's steps will take at that pace: a grid's length is known seconds into its first
-    point, before a compile that can take a minute (auto's local jobs start on it)."""
-    total: int
-    paced: Callable[[float], None]
+class _StepTimer:
+    """Times the PROBE_STEPS steps after the first (which may compile): what auto's compile check
+    weighs, and what all of the point's steps will take at that pace, known seconds into a grid's
+    first point, before a compile that can take a minute (auto's local jobs start on it)."""
     started: float | None = None
 
-    def after_step(self, step: int, loss: torch.Tensor) -> None:
-        if step in (1, 1 + PACE_STEPS):
-            float(loss)  # the device has finished the steps timed
-            if step == 1:
-                self.started = time.perf_counter()
-            else:
-                self.paced((time.perf_counter() - self.started) / PACE_STEPS * self.total)
+    def after_step(self, step: int, loss: torch.Tensor) -> float | None:
+        """Seconds per step, once, after step 1 + PROBE_STEPS; None at every other step."""
+        if step not in (1, 1 + PROBE_STEPS):
+            return None
+        float(loss)  # the device has finished the steps timed
+        if step == 1:
+            self.started = time.perf_counter()
+            return None
+        return (time.perf_counter() - self.started) / PROBE_STEPS
 
 
 @dataclass
@@ -254,7 +253,7 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
 
     choice = CompileChoice(run.compile, device, run.spec, total, run.compile_horizon, hooks.say,
                            drops=not run.schedule.never_drops)
-    rows, step, pace = [], 0, _Pace(total, hooks.paced)
+    rows, step, timer = [], 0, _StepTimer()
     for index, (segment, pool) in enumerate(zip(run.segments, data.pools)):
         train_batches = [b.to(device) for b in fixed_batches(pool, cfg.eval_batches, cfg.batch_size, cfg.seq_len)]
         loss_sum, n_summed = torch.zeros((), device=device), 0
@@ -270,8 +269,10 @@ def train(run: PointRun, cache: TokenCache, hooks: Hooks = Hooks()) -> list[dict
             loss_sum += loss.detach()
             n_summed += 1
             step += 1
-            choice.after_step(step, loss_sum)
-            pace.after_step(step, loss_sum)
+            per_step = timer.after_step(step, loss_sum)
+            if per_step is not None:
+                choice.after_probe(step, per_step)
+                hooks.paced(per_step * total)
             last = i == segment.steps - 1
             where = {"step": step, "tokens": step * tokens_per_step, "segment": index}
             if step % cfg.log_every == 0 or last:
