@@ -4,6 +4,7 @@ Ctrl-C. Every point trained exactly once is checked from the storage, trial by t
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -56,12 +57,21 @@ def wait_for(condition, what: str, proc: subprocess.Popen, timeout=120) -> None:
 
 
 def job_holding_a_point(out: Path, parent: int) -> int | None:
-    """The pid of a job (not the command itself) that is training a point, if one is."""
+    """The pid of a job (not the command itself) that is training a point, if one is. Read with
+    plain SQL on a read-only connection: opening the storage as the package does asks for its write
+    lock at every poll, which slowed the jobs it watched and could miss a short point under load."""
     try:
-        running = study_of(out).get_trials(states=(TrialState.RUNNING,))
-    except (ValueError, KeyError, optuna.exceptions.OptunaError):
+        con = sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=1)
+        try:
+            rows = con.execute(
+                "SELECT a.value_json FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+                "AND a.key = 'worker' WHERE t.state = 'RUNNING' "
+                "AND (SELECT count(*) FROM trial_params p WHERE p.trial_id = t.trial_id) = 4").fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # no schema yet, or a writer holds the file this instant
         return None
-    pids = [int(t.user_attrs["worker"].rpartition(":")[2]) for t in running if len(t.params) == 4]
+    pids = [int(json.loads(worker).rpartition(":")[2]) for (worker,) in rows]
     return next((pid for pid in pids if pid != parent), None)
 
 
