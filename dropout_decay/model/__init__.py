@@ -16,7 +16,7 @@ from .pressure import (
     regime_differences,
     regime_of,
 )
-from .masks import DEFAULT_MASKS, LEGACY_MASKS, MASK_FORMS, Drawn, describe_masks, draw_all
+from .masks import DEFAULT_MASKS, LEGACY_MASKS, MASK_FORMS, Drawn, describe_masks, draw_all, keep_everything
 from .schedules import Schedule, check_rate, is_calibrated, is_pressure, parse_decays, read_calibration, reads_law, static
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "is_calibrated",
     "is_pressure",
     "is_twin",
+    "keep_everything",
     "parse_decays",
     "parse_model_spec",
     "predict",

@@ -139,6 +139,21 @@ def draw_all(batch: int, seq: int, width: int, heads: int, depth: int, p: float,
     return Drawn(sites, torch.tensor(1.0 / (1.0 - p), device=device))
 
 
+def keep_everything(batch: int, seq: int, width: int, heads: int, depth: int, device: torch.device) -> Drawn:
+    """Masks that drop nothing, at scale 1: a step at p = 0 through the graph that draws masks
+    computes what the p = 0 forward does (each kept value times 1, the causal keys all kept) and
+    draws no random bits, so the generators stay where the eager p = 0 step leaves them."""
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=device).tril()
+
+    def every() -> torch.Tensor:  # a tensor per site: the graph was traced on distinct inputs
+        return torch.ones((batch, seq, width), dtype=torch.bool, device=device)
+
+    sites = [every()]
+    for _ in range(depth):
+        sites += [causal.expand(batch, heads, seq, seq).contiguous(), every(), every()]
+    return Drawn(sites, torch.tensor(1.0, device=device))
+
+
 def describe_masks(form: int) -> dict:
     """How each site drops, for config.json."""
     bits = {1: "torch's mt19937 generator; every (query, key) pair drawn",

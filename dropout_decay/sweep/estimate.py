@@ -31,7 +31,7 @@ class StepCost:
     timed_in_parts: int | None = None  # the part size timed, where the run takes its batch whole
     compiled: StepCost | None = None  # the same steps compiled, where the run will compile them
     compile_seconds: float = 0.0  # what compiling this model's graphs took, once per process
-    static_zero_compiled: bool = True  # auto compiles the p = 0 graph too (else static-0 points train eager)
+    static_zero_compiled: bool = True  # the p = 0 graph is compiled too (else p = 0 steps take the dropping graph)
 
 
 def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None = None) -> dict[str, StepCost]:
@@ -83,12 +83,13 @@ def step_seconds(s: Settings, vocab_size: int, device: str, threads: int | None 
 
 
 def compiles_static_zero(s: Settings, spec, eager: StepCost) -> bool:
-    """Whether a compiling run compiles the p = 0 graph too: static-0 points need a graph of their
-    own, which auto compiles only where their steps repay it (training/compiled.py)."""
+    """Whether a compiling run compiles the p = 0 graph too: a p = 0 step takes the graph that
+    draws masks where the process holds it (training/compiled.py), so only static-0 points met
+    first compile their own, `on` or where auto finds their steps repay it."""
     zeros = sum(a.schedule.never_drops for a in s.arms())
-    if s.compile == "on" or not zeros:
-        return True
-    return compiling_pays(eager.plain, zeros * steps_per_arm(s), spec)[0]
+    if not zeros:
+        return False
+    return s.compile == "on" or compiling_pays(eager.plain, zeros * steps_per_arm(s), spec)[0]
 
 
 def compiles(s: Settings, device: str, spec, eager: StepCost) -> bool:
@@ -145,8 +146,7 @@ def grid_seconds(s: Settings, per_step: dict[str, StepCost]) -> float:
         total += eager.compile_seconds
         for segments, evals in point_steps(s):
             for arm in arms:
-                cost = eager if eager.compiled is None or (arm.never_drops and not eager.static_zero_compiled) \
-                    else eager.compiled
+                cost = compiled_as_run(eager) or eager
                 steps = sum(segments) * (cost.plain + arm.share_dropping(segments) * (cost.dropping - cost.plain))
                 total += replicates * (steps + evals * eval_sets * cfg.eval_batches * cost.evaluation)
     return total
@@ -254,9 +254,17 @@ def describe_estimate(s: Settings, per_step: dict[str, float], vocab_size: int, 
     return "\n".join(lines + [f"  total for one worker: {clock(grid_seconds(s, per_step))}"])
 
 
+def compiled_as_run(cost: StepCost) -> StepCost | None:
+    """The compiled steps as the run takes them: p = 0 through the graph that draws masks, at its
+    cost, where the p = 0 graph is not compiled (training/compiled.py)."""
+    if cost.compiled is None or cost.static_zero_compiled:
+        return cost.compiled
+    return replace(cost.compiled, plain=cost.compiled.dropping)
+
+
 def per_step_text(cost: StepCost) -> str:
     if cost.compiled:
-        return (f"{_ms(cost.compiled)} compiled, after {cost.compile_seconds:.0f} s compiling once per process "
+        return (f"{_ms(compiled_as_run(cost))} compiled, after {cost.compile_seconds:.0f} s compiling once per process "
                 f"(eager {_ms(cost)})")
     return _ms(cost)
 

@@ -138,8 +138,8 @@ class PointRunner:
     def compile_horizon(self, study: optuna.Study, point: dict) -> int:
         """Steps of this point's model and graph this process may expect to train: this point's
         steps for each grid point of the model not yet complete that trains through the same graph
-        (static 0 through its own), shared among the machine's live workers (what compiling a
-        graph once can pay back over; training/compiled.py)."""
+        (static 0, where no graph is held, through its own), shared among the machine's live
+        workers (what compiling a graph once can pay back over; training/compiled.py)."""
         kind = self._graph_kind(point)
         space = search_space(self.settings)
         alike = sum(self._graph_kind(dict(zip(space, values))) == kind for values in itertools.product(*space.values()))

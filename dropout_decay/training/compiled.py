@@ -5,8 +5,9 @@ Why outside: masks come from numpy's generator on a CPU (model/masks.py), which 
 hold, and a rate read inside the graph would be a constant that every change of a schedule
 recompiles. So each step draws its masks first, as the eager forward would in the same order
 from the same generators (the same elements dropped), and hands them and the scale 1/(1-p) to
-the graph as tensors. One graph serves every rate above 0, another p = 0 and another evaluation;
-points of one shape in one process share them (the model is an input, not part of the graph).
+the graph as tensors. One graph serves every rate above 0 (and p = 0 where the process holds no
+p = 0 graph), another p = 0 and another evaluation; points of one shape in one process share
+them (the model is an input, not part of the graph).
 The graph keeps DropKey's boolean mask and the attention's outputs for backward and rebuilds the
 additive mask there (selective checkpointing, model/gpt.py), so a compiled step takes no more
 memory than an eager one (at 12x8x384 on 4 x 256 tokens, 486 MB against 515; tests/training).
@@ -22,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from ..model import GPT, Drawn, ModelSpec, draw_all
+from ..model import GPT, Drawn, ModelSpec, draw_all, keep_everything
 
 COMPILE_MODES = ("auto", "on", "off")
 PROBE_STEPS = 8  # steps the trainer times (after the first): auto decides on them, and local jobs start
@@ -72,7 +73,11 @@ def _training_graph(key: tuple) -> tuple:
 
 
 def compiled_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The batch's mean loss through the compiled graph, at the model's rate (none in eval mode)."""
+    """The batch's mean loss through the compiled graph, at the model's rate (none in eval mode).
+    A training step at p = 0 goes through the graph that draws masks, with masks that keep
+    everything, where this process holds that graph and not the p = 0 one: a static-0 point or a
+    decay's last steps at 0 then compile nothing. The p = 0 graph is faster by 0-12% (most at the
+    smallest models, bench_speed.py) but costs as much to compile as the other."""
     if _HERE.function is None:
         # torch warns, once and at length, that a checkpointed region under compile must hold no
         # in-place op; the masked attention's (model/gpt.py) holds none
@@ -80,8 +85,12 @@ def compiled_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> to
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         _HERE.function = torch.compile(_loss, dynamic=False)
     s, (B, T) = model.spec, inputs.shape
-    drawn = draw_all(B, T, s.width, s.heads, s.depth, model.dropout if model.training else 0.0, inputs.device,
-                     model.masks)
+    p = model.dropout if model.training else 0.0
+    if p == 0 and model.training and _graph_key(model, inputs, True) in _HERE.graphs \
+            and _graph_key(model, inputs, False) not in _HERE.graphs:
+        drawn = keep_everything(B, T, s.width, s.heads, s.depth, inputs.device)  # no graph to compile
+    else:
+        drawn = draw_all(B, T, s.width, s.heads, s.depth, p, inputs.device, model.masks)
     key, start = _graph_key(model, inputs, bool(drawn.sites)), time.perf_counter()
     loss = _HERE.function(model, inputs, targets, tuple(drawn.sites), drawn.scale)
     if key not in _HERE.graphs:
@@ -96,9 +105,9 @@ def compile_stats() -> dict:
 
 
 def has_graphs_for(spec: ModelSpec, drops: bool = True) -> bool:
-    """Does this process hold the training graph a point of this shape needs: the one that draws
-    masks, or the one at p = 0 (another graph, as dear to compile: a static-0 point is its own case)?"""
-    return any(_training_graph(key) == (spec.shape, drops) for key in _HERE.graphs)
+    """Does this process hold a training graph a point of this shape can train through: the one
+    that draws masks, or for a point that never drops (static 0) either that one or the p = 0 one?"""
+    return any(_training_graph(key) in ((spec.shape, True), (spec.shape, drops)) for key in _HERE.graphs)
 
 
 @dataclass
@@ -106,11 +115,11 @@ class CompileChoice:
     """Eager or compiled, for one point: `on` compiles from the first step, `off` never, `auto`
     times its first eager steps and compiles when what this process has left to train of the
     shape (the horizon: this point and its share of the grid's other points of the model that
-    need the same graph: static 0 needs its own) would save more than compiling costs (at once
-    where this process holds the graph; never on MPS,
-    where compiling was not measured faster). A compiled step that fails runs again eager, from
-    the same generator state, and the process stays eager from then on, saying so once.
-    `record` gets what was chosen and why, for the trial."""
+    would compile the same graph: a static-0 point with no graph held compiles the p = 0 one)
+    would save more than compiling costs (at once where this process holds a graph the point can
+    train through; never on MPS, where compiling was not measured faster). A compiled step that
+    fails runs again eager, from the same generator state, and the process stays eager from then
+    on, saying so once. `record` gets what was chosen and why, for the trial."""
     mode: str
     device: str
     spec: ModelSpec

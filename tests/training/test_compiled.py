@@ -19,7 +19,7 @@ import torch._dynamo
 from dropout_decay.cli import main as cli
 from dropout_decay.data import load_cache
 from dropout_decay.design import Settings
-from dropout_decay.model import GPT, parse_decays, parse_model_spec
+from dropout_decay.model import GPT, parse_decays, parse_model_spec, static
 from dropout_decay.training import compiled
 from dropout_decay.training.compiled import PROBE_STEPS, CompileChoice, compiled_loss
 from dropout_decay.training.trainer import Hooks, PointRun, Segment, TrainConfig, train
@@ -101,8 +101,46 @@ def test_auto_stays_eager_on_a_short_point_and_on_mps_and_compiles_when_the_rest
     assert choice["compiled"] and choice["from_step"] == 1 + PROBE_STEPS
     assert rows[-1]["val_loss"] == pytest.approx(short[-1]["val_loss"], abs=TOLERANCE)
     assert CompileChoice("auto", "cpu", SPEC, 10).from_step == 0  # this process holds the shape's graphs now
-    # but not the graph at p = 0 (the decay never reaches 0): a short static-0 point stays eager
+    # a static-0 point trains through the same graph, with nothing dropped (no p = 0 graph held)
+    assert CompileChoice("auto", "cpu", SPEC, 10, drops=False).from_step == 0
+    monkeypatch.setattr(compiled, "_HERE", compiled._Process())  # none held: a short static-0 point stays eager
     assert not CompileChoice("auto", "cpu", SPEC, 10, drops=False).compiled
+
+
+def test_a_step_at_p_0_takes_the_graph_that_draws_masks_with_nothing_dropped_and_compiles_nothing(cache_dir, monkeypatch):
+    monkeypatch.setattr(compiled, "_HERE", compiled._Process())
+    spec = parse_model_spec("1x2x40")  # a shape no other test compiles
+    x = torch.randint(0, TEST_VOCAB, (4, 33), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = GPT(spec, TEST_VOCAB, 32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)  # the zero-initialised projections would hide the attention's masks
+    model.train()
+    model.set_dropout(0.3)
+    compiled_loss(model, x[:, :-1], x[:, 1:])  # the process now holds the graph that draws masks
+    graphs = unique_graphs()
+    model.set_dropout(0.0)
+    eager = model(x[:, :-1], x[:, 1:])
+    eager.backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    state = torch.get_rng_state()
+    loss = compiled_loss(model, x[:, :-1], x[:, 1:])
+    loss.backward()
+    assert torch.equal(torch.get_rng_state(), state)  # no bits drawn: the generators stay where eager p = 0 leaves them
+    assert unique_graphs() == graphs  # nothing compiled
+    assert float(loss) == pytest.approx(float(eager), abs=1e-5)
+    for got, want in zip((p.grad for p in model.parameters()), eager_grads):
+        assert torch.allclose(got, want, atol=1e-5)
+    # over whole points: a static-0 point after a decaying one, in the same process
+    decay = train(PointRun(spec, DECAY, SEGMENTS, CFG, 1, "cpu", compile="on"), load_cache(cache_dir, TEST_VOCAB))
+    graphs = unique_graphs()
+    zero = [train(PointRun(spec, static(0.0), SEGMENTS, CFG, 1, "cpu", compile=mode), load_cache(cache_dir, TEST_VOCAB))
+            for mode in ("on", "off")]
+    assert unique_graphs() == graphs
+    assert [r["val_loss"] for r in zero[0]] == pytest.approx([r["val_loss"] for r in zero[1]], abs=TOLERANCE)
+    assert abs(zero[0][-1]["val_loss"] - decay[-1]["val_loss"]) > 10 * TOLERANCE
 
 
 def test_a_compile_that_fails_trains_eager_from_the_same_state_and_says_so_once(cache_dir, monkeypatch):
