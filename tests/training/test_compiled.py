@@ -71,15 +71,22 @@ def test_compiled_matches_eager_and_a_decaying_rate_never_recompiles(cache_dir):
     assert abs(other_seed[-1]["val_loss"] - first[-1]["val_loss"]) > 10 * TOLERANCE  # the tolerance can tell points apart
 
 
-def test_the_compiled_forward_drops_exactly_what_the_eager_forward_drops(cache_dir):
+def training_at(spec, p: float) -> tuple[GPT, torch.Tensor]:
+    """A model in training mode at rate p with every weight drawn (the zero-initialised
+    projections would hide the attention's masks), and a batch of 4 x 33 tokens."""
     x = torch.randint(0, TEST_VOCAB, (4, 33), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = GPT(SPEC, TEST_VOCAB, 32)
+    model = GPT(spec, TEST_VOCAB, 32)
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)  # the zero-initialised projections would hide the attention's masks
+        for weight in model.parameters():
+            weight.normal_(0, 0.3)
     model.train()
-    model.set_dropout(0.3)
+    model.set_dropout(p)
+    return model, x
+
+
+def test_the_compiled_forward_drops_exactly_what_the_eager_forward_drops(cache_dir):
+    model, x = training_at(SPEC, 0.3)
 
     def loss(fn, seed):
         torch.manual_seed(seed)
@@ -110,14 +117,7 @@ def test_auto_stays_eager_on_a_short_point_and_on_mps_and_compiles_when_the_rest
 def test_a_step_at_p_0_takes_the_graph_that_draws_masks_with_nothing_dropped_and_compiles_nothing(cache_dir, monkeypatch):
     monkeypatch.setattr(compiled, "_HERE", compiled._Process())
     spec = parse_model_spec("1x2x40")  # a shape no other test compiles
-    x = torch.randint(0, TEST_VOCAB, (4, 33), generator=torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    model = GPT(spec, TEST_VOCAB, 32)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)  # the zero-initialised projections would hide the attention's masks
-    model.train()
-    model.set_dropout(0.3)
+    model, x = training_at(spec, 0.3)
     compiled_loss(model, x[:, :-1], x[:, 1:])  # the process now holds the graph that draws masks
     graphs = unique_graphs()
     model.set_dropout(0.0)
