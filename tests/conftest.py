@@ -122,17 +122,31 @@ def points(study, state=TrialState.COMPLETE):
     return sorted(tuple(sorted(t.params.items())) for t in study.get_trials(states=(state,)))
 
 
-def mid_grid(db: Path) -> bool:
-    """A COMPLETE trial and a RUNNING one that has registered its worker (plain read-only SQL)."""
+def read_only(db: Path, *queries: tuple) -> list[list] | None:
+    """The rows of each (sql, *args) query on a read-only connection to a live run's storage,
+    or None while it has no file or schema yet, or a writer holds it this instant. Polls read
+    this way: opening the storage as the package does asks for its write lock (check_writable),
+    which slows the run being watched."""
     if not db.exists():
-        return False
+        return None
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            states = [s for (s,) in con.execute("SELECT state FROM trials")]
-            workers = con.execute("SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t USING (trial_id) "
-                                  "WHERE a.key = 'worker' AND t.state = 'RUNNING'").fetchone()[0]
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return [con.execute(sql, args).fetchall() for sql, *args in queries]
+        finally:
+            con.close()
     except sqlite3.Error:
+        return None
+
+
+def mid_grid(db: Path) -> bool:
+    """A COMPLETE trial and a RUNNING one that has registered its worker."""
+    rows = read_only(db, ("SELECT state FROM trials",),
+                     ("SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t USING (trial_id) "
+                      "WHERE a.key = 'worker' AND t.state = 'RUNNING'",))
+    if rows is None:
         return False
+    states, [(workers,)] = [s for (s,) in rows[0]], rows[1]
     return "COMPLETE" in states and workers > 0
 
 

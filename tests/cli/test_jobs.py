@@ -4,7 +4,6 @@ Ctrl-C. Every point trained exactly once is checked from the storage, trial by t
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from optuna.trial import TrialState
 
 from dropout_decay.cli import main as cli
 from dropout_decay.sweep.storage import open_storage, sqlite_url
-from tests.conftest import TEST_VOCAB, default_ctrl_c, patience, points
+from tests.conftest import TEST_VOCAB, default_ctrl_c, patience, points, read_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,20 +56,12 @@ def wait_for(condition, what: str, proc: subprocess.Popen, timeout=120) -> None:
 
 
 def job_holding_a_point(out: Path, parent: int) -> int | None:
-    """The pid of a job (not the command itself) that is training a point, if one is. Read with
-    plain SQL on a read-only connection: opening the storage as the package does asks for its write
-    lock at every poll, which slowed the jobs it watched and could miss a short point under load."""
-    try:
-        con = sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=1)
-        try:
-            rows = con.execute(
-                "SELECT a.value_json FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-                "AND a.key = 'worker' WHERE t.state = 'RUNNING' "
-                "AND (SELECT count(*) FROM trial_params p WHERE p.trial_id = t.trial_id) = 4").fetchall()
-        finally:
-            con.close()
-    except sqlite3.OperationalError:  # no schema yet, or a writer holds the file this instant
-        return None
+    """The pid of a job (not the command itself) that is training a point, if one is (read
+    without the storage's write lock: conftest.read_only)."""
+    [rows] = read_only(out / "study.db", (
+        "SELECT a.value_json FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+        "AND a.key = 'worker' WHERE t.state = 'RUNNING' "
+        "AND (SELECT count(*) FROM trial_params p WHERE p.trial_id = t.trial_id) = 4",)) or [[]]
     pids = [int(json.loads(worker).rpartition(":")[2]) for (worker,) in rows]
     return next((pid for pid in pids if pid != parent), None)
 

@@ -4,7 +4,6 @@ resume, the stop rule."""
 import json
 import math
 import re
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from optuna.trial import TrialState
 
 from dropout_decay.cli import main as cli
 from dropout_decay.sweep.storage import open_storage, sqlite_url
-from tests.conftest import TEST_VOCAB, kill_when
+from tests.conftest import TEST_VOCAB, kill_when, read_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,15 +37,9 @@ def smoke_file(tmp_path: Path, cache_dir: Path, edit=lambda text: text) -> Path:
 def stage_state(db: Path, study: str) -> Counter:
     """Trial states of one study, read with plain read-only SQL; a RUNNING trial counts as
     RUNNING once its worker has tagged it (a kill before that is test_workers' business)."""
-    if not db.exists():
-        return Counter()
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            rows = con.execute("SELECT t.state, EXISTS (SELECT 1 FROM trial_user_attributes a WHERE "
-                               "a.trial_id = t.trial_id AND a.key = 'worker') FROM trials t JOIN studies s "
-                               "USING (study_id) WHERE s.study_name = ?", (study,)).fetchall()
-    except sqlite3.Error:
-        return Counter()
+    [rows] = read_only(db, ("SELECT t.state, EXISTS (SELECT 1 FROM trial_user_attributes a WHERE "
+                            "a.trial_id = t.trial_id AND a.key = 'worker') FROM trials t JOIN studies s "
+                            "USING (study_id) WHERE s.study_name = ?", study)) or [[]]
     return Counter(state if state != "RUNNING" or tagged else "UNTAGGED" for state, tagged in rows)
 
 
